@@ -1,0 +1,1 @@
+"""jobqueue Kubernetes operator."""

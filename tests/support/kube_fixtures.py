@@ -1,0 +1,1 @@
+"""Kubernetes-emulator fixtures (filled in with the operator tests)."""

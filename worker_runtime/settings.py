@@ -39,6 +39,10 @@ class WorkerSettings(RetrySettings):
     lease_seconds: float = Field(
         30.0, gt=0, description="Lease of a claimed job; extended every third of it while the job runs."
     )
+    heartbeat_seconds: float = Field(
+        2.0, gt=0, description="How often the worker reports its in-flight count (and extends leases); "
+        "the operator reads it to remove idle pods first.",
+    )
     stalled_interval_seconds: float = Field(
         10.0, gt=0, description="How often one elected worker recovers jobs whose lease expired."
     )

@@ -1,0 +1,29 @@
+--[[
+  Hand a claimed job back unfinished (graceful shutdown): waiting again, attempt not counted.
+
+  KEYS[1] job hash   KEYS[2] active   KEYS[3] waiting   KEYS[4] ready_since   KEYS[5] marker
+  ARGV[1] job id     ARGV[2] token
+
+  Returns 1 when released, -1 if the job does not exist, -2 if the token is stale.
+  Invariant: the job keeps its priority score and its original ready time, so its age stays true.
+]]
+--- @include "time"
+--- @include "wake"
+--- @include "make_ready"
+local rcall = redis.call
+local job_key, active_key, waiting_key, ready_since_key, marker_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local job_id, token = ARGV[1], ARGV[2]
+
+local f = rcall("HMGET", job_key, "state", "token", "ready_at")
+if not f[1] then
+  return -1
+end
+if f[1] ~= "active" or f[2] ~= token then
+  return -2
+end
+rcall("ZREM", active_key, job_id)
+rcall("HINCRBY", job_key, "attempts_made", -1)
+rcall("HDEL", job_key, "token")
+make_ready(job_key, job_id, waiting_key, ready_since_key, tonumber(f[3]))
+wake(marker_key)
+return 1

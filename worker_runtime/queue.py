@@ -1,0 +1,238 @@
+"""The producer: enqueue jobs, look them up, read stats, manage the dead-letter set.
+
+``Queue`` is async (redis.asyncio); ``SyncQueue`` has the same methods for WSGI apps and scripts.
+Both validate in ``_Producer`` and send the calls built by ``QueueCommands``; enqueue is one round
+trip, ``enqueue_many`` one pipelined round trip for the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from worker_runtime import keys as keyspace
+from worker_runtime import scripts
+from worker_runtime.app import App, encode_payload
+from worker_runtime.backoff import Backoff
+from worker_runtime.commands import NewJob, QueueCommands, parse_probe
+from worker_runtime.errors import EnqueueError, JobNotFound
+from worker_runtime.job import EnqueuedJob, Job, JobState, QueueStats
+from worker_runtime.observation import QueueObservation
+from worker_runtime.settings import RetrySettings
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job of an ``enqueue_many`` batch; fields as ``enqueue``'s arguments."""
+
+    name: str
+    payload: Any = None
+    job_id: str | None = None
+    priority: int | None = None
+    delay: float | timedelta | None = None
+    attempts: int | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+
+
+def _seconds(value: float | timedelta | None, what: str) -> float:
+    if value is None:
+        return 0.0
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise EnqueueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+class _Producer:
+    """Validation shared by both producers; nothing here does I/O."""
+
+    def __init__(
+        self, name: str, *, app: App | None, defaults: RetrySettings | None, max_payload_bytes: int
+    ) -> None:
+        if app is not None and app.queue != name:
+            raise ValueError(f"app serves queue {app.queue!r}, not {name!r}")
+        self.name = name
+        self.app = app
+        self.defaults = defaults or RetrySettings()
+        self.max_payload_bytes = max_payload_bytes
+        self.commands = QueueCommands(name)
+
+    def _new_job(self, spec: JobSpec) -> NewJob:
+        definition = self.app.definition(spec.name) if self.app else None
+        if definition is not None:
+            definition.parse_payload(spec.payload)  # refuse a bad payload now, not in the worker
+        if not spec.name or len(spec.name) > 200:
+            raise EnqueueError(f"job name must be 1..200 characters, got {spec.name!r}")
+        priority = 0 if spec.priority is None else spec.priority
+        if not isinstance(priority, int) or not keyspace.PRIORITY_MIN <= priority <= keyspace.PRIORITY_MAX:
+            raise EnqueueError(
+                f"priority must be an int in [{keyspace.PRIORITY_MIN}, {keyspace.PRIORITY_MAX}], got {priority!r}"
+            )
+        attempts = spec.attempts or (definition.attempts if definition else None) or self.defaults.default_attempts
+        if not isinstance(attempts, int) or not 1 <= attempts <= 1000:
+            raise EnqueueError(f"attempts must be an int in [1, 1000], got {attempts!r}")
+        timeout = spec.timeout or (definition.timeout if definition else None) or self.defaults.default_timeout_seconds
+        if _seconds(timeout, "timeout") <= 0:
+            raise EnqueueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        backoff = spec.backoff or Backoff(self.defaults.backoff_base_seconds, self.defaults.backoff_cap_seconds)
+        job_id = spec.job_id if spec.job_id is not None else uuid.uuid4().hex
+        if not job_id or len(job_id) > 200 or any(c in job_id for c in "{} \t\r\n"):
+            raise EnqueueError(f"job id must be 1..200 characters without braces or whitespace, got {job_id!r}")
+        return NewJob(
+            id=job_id,
+            name=spec.name,
+            payload=encode_payload(spec.payload, self.max_payload_bytes),
+            priority=priority,
+            delay_ms=round(_seconds(spec.delay, "delay") * 1000),
+            attempts=attempts,
+            backoff_base_ms=round(backoff.base * 1000),
+            backoff_cap_ms=round(backoff.cap * 1000),
+            timeout_ms=round(float(timeout) * 1000),
+        )
+
+    @staticmethod
+    def _enqueued(job: NewJob, reply: list[Any]) -> EnqueuedJob:
+        return EnqueuedJob(job.id, JobState(reply[1].decode()), created=bool(int(reply[0])))
+
+    def _job(self, job_id: str, raw: dict[bytes, bytes]) -> Job:
+        if not raw:
+            raise JobNotFound(f"no job {job_id!r} in queue {self.name!r}")
+        return Job.from_hash(self.name, job_id, raw)
+
+    @staticmethod
+    def _stats(o: QueueObservation) -> QueueStats:
+        return QueueStats(
+            waiting=o.waiting,
+            delayed=o.delayed,
+            active=o.active,
+            completed=o.completed,
+            failed=o.retry,
+            dead=o.dead,
+            oldest_ready_age_s=o.oldest_ready_age_s,
+            enqueued_total=o.enqueued_total,
+            completed_total=o.completed_total,
+            failed_total=o.failed_total,
+            dead_total=o.dead_total,
+        )
+
+
+class Queue(_Producer):
+    """Async producer and admin API of one queue."""
+
+    def __init__(
+        self,
+        name: str,
+        redis_client: aioredis.Redis,
+        *,
+        app: App | None = None,
+        defaults: RetrySettings | None = None,
+        max_payload_bytes: int = keyspace.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        super().__init__(name, app=app, defaults=defaults, max_payload_bytes=max_payload_bytes)
+        self.redis = redis_client
+
+    async def enqueue(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        delay: float | timedelta | None = None,
+        attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> EnqueuedJob:
+        """Add a job and return its id at once. An existing ``job_id`` is not enqueued twice."""
+        job = self._new_job(JobSpec(name, payload, job_id, priority, delay, attempts, backoff, timeout))
+        return self._enqueued(job, await scripts.run(self.redis, self.commands.enqueue(job)))
+
+    async def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
+        """Validate every job first (all or nothing), then add them in one round trip."""
+        jobs = [self._new_job(spec) for spec in specs]
+        replies = await scripts.run_many(self.redis, [self.commands.enqueue(job) for job in jobs])
+        return [self._enqueued(job, reply) for job, reply in zip(jobs, replies, strict=True)]
+
+    async def get_job(self, job_id: str) -> Job:
+        return self._job(job_id, await self.redis.hgetall(self.commands.keys.job(job_id)))
+
+    async def observe(self) -> QueueObservation:
+        return parse_probe(self.name, await scripts.run(self.redis, self.commands.probe()))
+
+    async def stats(self) -> QueueStats:
+        return self._stats(await self.observe())
+
+    async def dead_jobs(self, offset: int = 0, limit: int = 100) -> list[Job]:
+        """Dead-lettered jobs, oldest first, with their payload, last error and attempts."""
+        ids = [i.decode() for i in await self.redis.zrange(self.commands.keys.dead, offset, offset + limit - 1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self.commands.keys.job(job_id))
+        return [self._job(i, raw) for i, raw in zip(ids, await pipe.execute(), strict=True) if raw]
+
+    async def replay_dead(self, job_id: str) -> bool:
+        """Put one dead job back to waiting with fresh attempts; False if it is not dead."""
+        return int(await scripts.run(self.redis, self.commands.replay(job_id))) == 1
+
+    async def replay_all_dead(self, batch: int = 500) -> int:
+        replayed = 0
+        while ids := await self.redis.zrange(self.commands.keys.dead, 0, batch - 1):
+            replies = await scripts.run_many(self.redis, [self.commands.replay(i.decode()) for i in ids])
+            replayed += sum(1 for r in replies if int(r) == 1)
+        return replayed
+
+    async def purge_dead(self) -> int:
+        purged = 0
+        while count := int(await scripts.run(self.redis, self.commands.purge_dead())):
+            purged += count
+        return purged
+
+
+class SyncQueue(_Producer):
+    """The same producer API, blocking, for WSGI apps and scripts."""
+
+    def __init__(
+        self,
+        name: str,
+        redis_client: redis.Redis,
+        *,
+        app: App | None = None,
+        defaults: RetrySettings | None = None,
+        max_payload_bytes: int = keyspace.DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        super().__init__(name, app=app, defaults=defaults, max_payload_bytes=max_payload_bytes)
+        self.redis = redis_client
+
+    def enqueue(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        job_id: str | None = None,
+        priority: int | None = None,
+        delay: float | timedelta | None = None,
+        attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+    ) -> EnqueuedJob:
+        job = self._new_job(JobSpec(name, payload, job_id, priority, delay, attempts, backoff, timeout))
+        return self._enqueued(job, scripts.run_sync(self.redis, self.commands.enqueue(job)))
+
+    def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
+        jobs = [self._new_job(spec) for spec in specs]
+        replies = scripts.run_many_sync(self.redis, [self.commands.enqueue(job) for job in jobs])
+        return [self._enqueued(job, reply) for job, reply in zip(jobs, replies, strict=True)]
+
+    def get_job(self, job_id: str) -> Job:
+        return self._job(job_id, self.redis.hgetall(self.commands.keys.job(job_id)))  # type: ignore[arg-type]
+
+    def stats(self) -> QueueStats:
+        return self._stats(parse_probe(self.name, scripts.run_sync(self.redis, self.commands.probe())))

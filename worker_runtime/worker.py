@@ -1,0 +1,358 @@
+"""The worker: claims jobs under leases, runs their handlers, acknowledges them.
+
+One process runs up to ``concurrency`` jobs at once: ``async def`` handlers on the event loop,
+plain ``def`` handlers in a thread pool. Background tasks beside the claim loop:
+
+- the ack flusher sends every finished job's complete/fail call in one pipelined round trip, so a
+  busy worker pays a fraction of a round trip per job;
+- the lease keeper extends the leases of running jobs and publishes the heartbeat (pod, in-flight)
+  that tells the operator which pods are busy;
+- the stalled recoverer gives back jobs whose worker died (one worker elected per interval).
+
+Idle, the claim loop blocks on the queue's marker (BZPOPMIN), so a new job starts within a round
+trip of its enqueue. On stop (SIGTERM) it stops claiming, lets running jobs finish within the grace
+period, then hands the rest back: lease released, attempt not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from worker_runtime import scripts
+from worker_runtime.app import App, JobContext, JobDefinition, encode_payload
+from worker_runtime.backoff import Backoff
+from worker_runtime.commands import QueueCommands, parse_claim
+from worker_runtime.connection import TRANSIENT_ERRORS
+from worker_runtime.errors import JobQueueError, Permanent
+from worker_runtime.job import ClaimedJob
+from worker_runtime.metrics import WorkerMetrics
+from worker_runtime.scripts import ScriptCall, ScriptError
+from worker_runtime.settings import WorkerSettings
+
+log = logging.getLogger("jobqueue.worker")
+
+# Reconnect delays after a lost Redis connection: 0.1 s doubling to 5 s, jittered.
+RECONNECT = Backoff(base=0.1, cap=5.0)
+# Longest single block on the marker; bounds how stale a worker's view of delayed jobs can get.
+MAX_BLOCK_SECONDS = 5.0
+
+
+@dataclass
+class RunningJob:
+    job: ClaimedJob
+    task: asyncio.Task[None]
+    lease_lost: bool = False
+
+
+@dataclass
+class _Ack:
+    call: ScriptCall
+    done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Worker:
+    """Runs the handlers of ``app`` for jobs of ``app.queue``."""
+
+    def __init__(
+        self,
+        app: App,
+        redis_client: aioredis.Redis,
+        settings: WorkerSettings | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.app = app
+        self.redis = redis_client
+        self.settings = settings or WorkerSettings(queue=app.queue)
+        self.commands = QueueCommands(app.queue)
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.metrics = WorkerMetrics(registry if registry is not None else CollectorRegistry())
+        self.running: dict[str, RunningJob] = {}
+        self.healthy = False
+        self._stop = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._acks: list[_Ack] = []
+        self._ack_ready = asyncio.Event()
+        self._executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="jobqueue-job")
+        self._lease_ms = round(self.settings.lease_seconds * 1000)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (safe from a signal handler on the loop)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Serve until ``stop()``; returns after in-flight jobs finished or were handed back."""
+        await self._with_reconnect(lambda: scripts.ensure_loaded(self.redis))
+        background = [
+            asyncio.create_task(self._flush_acks(), name="jobqueue-acks"),
+            asyncio.create_task(self._keep_leases(), name="jobqueue-leases"),
+            asyncio.create_task(self._recover_stalled(), name="jobqueue-stalled"),
+        ]
+        log.info("worker %s serving queue %r, concurrency %d", self.id, self.app.queue, self.settings.concurrency)
+        try:
+            await self._claim_loop()
+        finally:
+            await self._drain()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await self.redis.hdel(self.commands.keys.workers, self.id)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped", self.id)
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _with_reconnect(self, operation: Any) -> Any:
+        """Run ``operation()`` until it succeeds, backing off while Redis is unreachable."""
+        failures = 0
+        while True:
+            try:
+                result = await operation()
+                self.healthy = True
+                return result
+            except TRANSIENT_ERRORS as exc:
+                self.healthy = False
+                failures += 1
+                delay = RECONNECT.delay(failures)
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    # --- claiming ------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        failures = 0
+        while not self.stopping:
+            free = self.settings.concurrency - len(self.running)
+            if free <= 0:
+                await self._wait_for_slot()
+                continue
+            started = time.perf_counter()
+            try:
+                reply = await scripts.run(self.redis, self.commands.claim(self.id, free, self._lease_ms))
+            except TRANSIENT_ERRORS as exc:
+                self.healthy = False
+                failures += 1
+                log.warning("claim failed (%s); retrying", exc)
+                await self._sleep_or_stop(RECONNECT.delay(failures))
+                continue
+            failures, self.healthy = 0, True
+            self.metrics.claim_latency.labels(self.app.queue).observe(time.perf_counter() - started)
+            claimed = parse_claim(reply)
+            for job in claimed.jobs:
+                self._start(job)
+            if not claimed.jobs:
+                await self._wait_for_work(claimed.next_due_in_ms)
+
+    async def _wait_for_slot(self) -> None:
+        self._slot_freed.clear()
+        stop = asyncio.ensure_future(self._stop.wait())
+        freed = asyncio.ensure_future(self._slot_freed.wait())
+        await asyncio.wait([stop, freed], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        freed.cancel()
+
+    async def _wait_for_work(self, next_due_in_ms: int) -> None:
+        """Block on the marker until an enqueue wakes us, the next scheduled job is due, or stop."""
+        timeout = MAX_BLOCK_SECONDS if next_due_in_ms < 0 else min(MAX_BLOCK_SECONDS, next_due_in_ms / 1000)
+        if timeout <= 0:
+            return
+        block = asyncio.ensure_future(self.redis.bzpopmin(self.commands.keys.marker, max(timeout, 0.01)))
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait([block, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not block.done():
+            block.cancel()  # redis-py drops the connection of a cancelled blocking call
+        with contextlib.suppress(asyncio.CancelledError, *TRANSIENT_ERRORS):
+            await block
+
+    # --- running a job -------------------------------------------------------------------------
+
+    def _start(self, job: ClaimedJob) -> None:
+        task = asyncio.create_task(self._execute(job), name=f"jobqueue-job-{job.id}")
+        self.running[job.id] = RunningJob(job, task)
+        self.metrics.in_flight.labels(self.app.queue).inc()
+        self.metrics.wait.labels(self.app.queue, job.name).observe(max(0.0, time.time() - job.ready_at_ms / 1000))
+        task.add_done_callback(lambda _: self._finished(job))
+
+    def _finished(self, job: ClaimedJob) -> None:
+        self.running.pop(job.id, None)
+        self.metrics.in_flight.labels(self.app.queue).dec()
+        self._slot_freed.set()
+
+    async def _execute(self, job: ClaimedJob) -> None:
+        started = time.perf_counter()
+        outcome, call = await self._run_handler(job)
+        self.metrics.duration.labels(self.app.queue, job.name).observe(time.perf_counter() - started)
+        entry = self.running.get(job.id)
+        if entry is not None and entry.lease_lost:
+            return  # another worker owns the job now; our ack would be refused anyway
+        ack = _Ack(call)
+        self._acks.append(ack)
+        self._ack_ready.set()
+        reply = int(await ack.done)
+        if reply == ScriptError.STALE_TOKEN:
+            log.warning("job %s finished after its lease was recovered elsewhere; ack refused", job.id)
+            return
+        if outcome == "failed":
+            outcome = "dead" if reply == 2 else "retried"
+        self.metrics.jobs.labels(self.app.queue, job.name, outcome).inc()
+        if outcome == "retried":
+            self.metrics.retries.labels(self.app.queue, job.name).inc()
+        elif outcome == "dead":
+            self.metrics.dead_lettered.labels(self.app.queue, job.name).inc()
+
+    async def _run_handler(self, job: ClaimedJob) -> tuple[str, ScriptCall]:
+        """Run the handler; return the outcome and the call that records it."""
+        try:
+            definition = self.app.definition(job.name)
+            argument = definition.parse_payload(json.loads(job.payload))
+        except (JobQueueError, ValueError) as exc:
+            # Unknown job or a payload that can never validate: retrying cannot help.
+            return "failed", self._fail_call(job, exc, permanent=True)
+        timeout = job.timeout_ms / 1000
+        try:
+            result = await asyncio.wait_for(self._call(definition, job, argument), timeout)
+            text = encode_payload(result, self.settings.max_payload_bytes)
+        except Permanent as exc:
+            return "failed", self._fail_call(job, exc, permanent=True)
+        except TimeoutError:
+            return "failed", self._fail_call(job, TimeoutError(f"job timed out after {timeout:g}s"))
+        except Exception as exc:  # a handler may raise anything; it is the job's failure, not ours
+            return "failed", self._fail_call(job, exc)
+        return "completed", self.commands.complete(job.id, job.token, text, self.settings.keep_completed)
+
+    async def _call(self, definition: JobDefinition, job: ClaimedJob, argument: Any) -> Any:
+        loop = asyncio.get_running_loop()
+
+        async def report(progress: Any) -> None:
+            text = encode_payload(progress, self.settings.max_payload_bytes)
+            await scripts.run(self.redis, self.commands.progress(job.id, job.token, text))
+
+        ctx = JobContext(self.app.queue, job.id, job.name, job.attempt, job.attempts, report, loop)
+        if definition.is_async:
+            return await definition.handler(ctx, argument)
+        # A thread cannot be cancelled: on timeout the job is failed and the thread runs out alone.
+        return await loop.run_in_executor(self._executor, functools.partial(definition.handler, ctx, argument))
+
+    def _fail_call(self, job: ClaimedJob, exc: BaseException, *, permanent: bool = False) -> ScriptCall:
+        message = f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))
+        delay = Backoff(job.backoff_base_ms / 1000, job.backoff_cap_ms / 1000).delay(job.attempt)
+        log.info("job %s (%s) attempt %d/%d failed: %s", job.id, job.name, job.attempt, job.attempts, message)
+        return self.commands.fail(job.id, job.token, message, trace, round(delay * 1000), permanent)
+
+    # --- background tasks ----------------------------------------------------------------------
+
+    async def _flush_acks(self) -> None:
+        """Send all pending acks in one pipelined round trip; retry while Redis is away."""
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            batch, self._acks = self._acks, []
+            if not batch:
+                continue
+            replies = await self._with_reconnect(
+                lambda b=batch: scripts.run_many(self.redis, [a.call for a in b], return_exceptions=True)
+            )
+            for ack, reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    ack.done.set_exception(reply)
+                else:
+                    ack.done.set_result(reply)
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {
+            "pod": self.settings.pod_name or socket.gethostname(),
+            "pid": os.getpid(),
+            "inflight": len(self.running),
+            "concurrency": self.settings.concurrency,
+            "draining": self.stopping,
+        }
+
+    async def extend_leases(self) -> None:
+        """Extend every running job's lease and publish the heartbeat, in one script call."""
+        running = list(self.running.values())
+        call = self.commands.extend_leases(
+            self.id, self.heartbeat(), [(r.job.id, r.job.token) for r in running], self._lease_ms
+        )
+        results = await scripts.run(self.redis, call)
+        for entry, kept in zip(running, results, strict=True):
+            if not int(kept) and not entry.task.done():
+                log.warning("lease of job %s was lost; cancelling it here", entry.job.id)
+                entry.lease_lost = True
+                entry.task.cancel()
+
+    async def _keep_leases(self) -> None:
+        interval = min(self.settings.lease_seconds / 3, self.settings.heartbeat_seconds)
+        while True:
+            try:
+                await self.extend_leases()
+            except TRANSIENT_ERRORS as exc:
+                log.warning("lease extension failed (%s)", exc)
+            await asyncio.sleep(interval)
+
+    async def _recover_stalled(self) -> None:
+        interval = self.settings.stalled_interval_seconds
+        await asyncio.sleep(random.uniform(0, interval))  # spread workers that started together
+        stale_ms = round(max(self.settings.lease_seconds, 5 * self.settings.heartbeat_seconds) * 1000)
+        while True:
+            call = self.commands.recover_stalled(self.id, round(interval * 1000), stale_ms)
+            try:
+                recovered, dead = (int(v) for v in await scripts.run(self.redis, call))
+                if recovered > 0:
+                    self.metrics.stalled_recovered.labels(self.app.queue).inc(recovered)
+                    log.warning("recovered %d job(s) from expired leases, %d dead-lettered", recovered, dead)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("stalled-job check failed (%s)", exc)
+            await asyncio.sleep(interval)
+
+    # --- shutdown ------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period, then hand the rest back."""
+        if not self.running:
+            return
+        log.info("draining %d job(s), grace period %.0fs", len(self.running), self.settings.grace_period_seconds)
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.extend_leases()  # publish draining=True
+        tasks = [r.task for r in self.running.values()]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.grace_period_seconds)
+        unfinished = [r.job for r in self.running.values() if r.task in pending and not r.lease_lost]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if unfinished:
+            calls = [self.commands.release(job.id, job.token) for job in unfinished]
+            replies = await self._with_reconnect(lambda: scripts.run_many(self.redis, calls, return_exceptions=True))
+            released = sum(1 for r in replies if not isinstance(r, Exception) and int(r) == 1)
+            for job in unfinished:
+                self.metrics.jobs.labels(self.app.queue, job.name, "released").inc()
+            log.info("handed back %d unfinished job(s)", released)

@@ -1,0 +1,46 @@
+{{/*
+The operator's RBAC rules, least privilege, one rule per line. A test compares them with the API calls
+the operator makes, so keep each rule on its own line.
+*/}}
+
+{{/*
+Rules on namespaced resources: in the ClusterRole when `rbac.clusterWide`, else in a Role per served
+namespace.
+*/}}
+{{- define "jobqueue-operator.namespacedRules" -}}
+# JobQueue objects: kopf lists and watches them and patches finalizers and annotations.
+- {apiGroups: ["jobqueue.dev"], resources: ["jobqueues"], verbs: ["get", "list", "watch", "patch"]}
+# JobQueue status: depth, replicas, conditions.
+- {apiGroups: ["jobqueue.dev"], resources: ["jobqueues/status"], verbs: ["get", "patch"]}
+# Worker Deployments: created from the pod template, or referenced, and watched.
+- {apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list", "watch", "create", "patch"]}
+# Scaling goes through the scale subresource.
+- {apiGroups: ["apps"], resources: ["deployments/scale"], verbs: ["get", "patch"]}
+# Worker pods: idle ones are marked with controller.kubernetes.io/pod-deletion-cost before scale-down.
+- {apiGroups: [""], resources: ["pods"], verbs: ["list", "patch"]}
+# Events about JobQueues (kopf posts core v1 Events).
+- {apiGroups: [""], resources: ["events"], verbs: ["create"]}
+- {apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"]}
+# The Redis connection Secret a JobQueue refers to.
+- {apiGroups: [""], resources: ["secrets"], verbs: ["get"]}
+# An HPA on the same Deployment is reported as a conflict, never changed.
+- {apiGroups: ["autoscaling"], resources: ["horizontalpodautoscalers"], verbs: ["get", "list"]}
+{{- if and .Values.ha.enabled (not (include "jobqueue-operator.allNamespaces" .)) }}
+# Peering between the operator pods (namespaced operators use KopfPeering).
+- {apiGroups: ["kopf.dev"], resources: ["kopfpeerings"], verbs: ["get", "list", "watch", "patch"]}
+{{- end }}
+{{- end }}
+
+{{/*
+Rules on cluster-scoped resources kopf needs in every mode.
+*/}}
+{{- define "jobqueue-operator.clusterRules" -}}
+# kopf lists and watches namespaces to find the ones it serves.
+- {apiGroups: [""], resources: ["namespaces"], verbs: ["list", "watch"]}
+# kopf scans CRDs to notice when the JobQueue resource appears or changes.
+- {apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], verbs: ["list", "watch"]}
+{{- if and .Values.ha.enabled (include "jobqueue-operator.allNamespaces" .) }}
+# Peering between the operator pods (cluster-wide operators use ClusterKopfPeering).
+- {apiGroups: ["kopf.dev"], resources: ["clusterkopfpeerings"], verbs: ["get", "list", "watch", "patch"]}
+{{- end }}
+{{- end }}

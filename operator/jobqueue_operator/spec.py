@@ -123,6 +123,17 @@ class DeploymentRef(KubeModel):
 class WorkersSpec(KubeModel):
     """The worker pods: an operator-managed pod template, or a Deployment you manage yourself."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.template) != has(self.deploymentRef)",
+                    "message": "set exactly one of template and deploymentRef",
+                }
+            ]
+        }
+    )
+
     template: dict[str, Any] | None = Field(
         None,
         description="Pod template (a core/v1 PodTemplateSpec) of a Deployment the operator creates and owns; "
@@ -217,6 +228,23 @@ class FallbackSpec(KubeModel):
 
 class ScalingSpec(KubeModel):
     """Sizing of the worker fleet."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must not exceed maxReplicas",
+                },
+                {
+                    "rule": "!has(self.fallback) || !has(self.fallback.replicas) || "
+                    "(self.fallback.replicas >= self.minReplicas "
+                    "&& self.fallback.replicas <= self.maxReplicas)",
+                    "message": "fallback.replicas must be within [minReplicas, maxReplicas]",
+                },
+            ]
+        }
+    )
 
     min_replicas: int = Field(0, ge=0, description="Fewest replicas; 0 lets an idle queue cost nothing.")
     max_replicas: int = Field(10, ge=1, description="Most replicas; bounds cost and Redis connections.")

@@ -66,7 +66,11 @@ class JobQueueStatus(_StatusModel):
     desired_replicas: int | None = Field(None, description="Replicas the scaling policy asks for.")
     last_scale_time: str | None = Field(None, description="RFC 3339 time replicas were last changed.")
     last_decision: str | None = Field(None, description="Why the policy chose desiredReplicas, for humans.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Active, Degraded, ...")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Active, Degraded, Paused and SpecValid, one entry per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     policy: dict[str, Any] | None = Field(
         None,
         description="The scaling policy's remembered state (rates, windows, cooldown), kept across restarts.",

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from jobqueue_operator import spec, status
+
 from worker_runtime import settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

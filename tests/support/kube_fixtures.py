@@ -53,7 +53,7 @@ class Kubectl(Protocol):
     ) -> subprocess.CompletedProcess[str]: ...
 
 
-StartOperator = Callable[..., Awaitable[OperatorThread]]
+StartOperator = Callable[..., Awaitable["OperatorThread"]]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -9,7 +9,8 @@ Fixtures:
 * ``kubeconfig`` — the path of the (pinned) ``$KUBECONFIG`` file, rewritten for this test's emulator
   (``emulator`` if the test uses it, else ``emulator_thread``).
 * ``kubectl`` — ``kubectl("get", "jq", "-o", "json")`` runs ``.venv/bin/kubectl`` with that kubeconfig
-  and returns the ``CompletedProcess`` (``check=True`` by default); skipped if kubectl is missing.
+  and returns the ``CompletedProcess`` (``check=True`` by default); ``kubectl.popen(...)`` starts it
+  in the background; skipped (with the reason) if kubectl is missing.
 * ``kube`` / ``kube_sync`` — :class:`AsyncKube` / :class:`SyncKube` REST clients for the emulator
   (create/get/list/patch/delete; bodies via ``secret_body``/``deployment_body``/``jobqueue_body``).
 * ``start_operator`` — ``await start_operator(register=fn, namespaces=[...])`` runs a kopf operator
@@ -25,7 +26,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -47,10 +48,35 @@ TEST_CRD_PATH = pathlib.Path(__file__).with_name("jobqueue_test_crd.yaml")
 KUBECTL = pathlib.Path(sys.executable).parent / "kubectl"
 
 
-class Kubectl(Protocol):
+class Kubectl:
+    """Runs kubectl with the test's kubeconfig, a private HOME and a private discovery cache."""
+
+    def __init__(self, binary: str, kubeconfig: pathlib.Path, home: pathlib.Path) -> None:
+        self.binary = binary
+        self.env = dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(home))
+        self.cache_dir = home / "kube-cache"
+
+    def command(self, *args: str) -> list[str]:
+        return [self.binary, f"--cache-dir={self.cache_dir}", *args]
+
     def __call__(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 30.0
-    ) -> subprocess.CompletedProcess[str]: ...
+    ) -> subprocess.CompletedProcess[str]:
+        """Run to completion; with ``check``, a non-zero exit fails with the full output."""
+        cmd = self.command(*args)
+        result = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, env=self.env, timeout=timeout
+        )
+        if check and result.returncode != 0:
+            output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{output}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start in the background (e.g. ``wait``/``delete --wait``); the caller must reap it."""
+        return subprocess.Popen(
+            self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env
+        )
 
 
 StartOperator = Callable[..., Awaitable["OperatorThread"]]
@@ -104,23 +130,10 @@ def kubeconfig(request: pytest.FixtureRequest) -> pathlib.Path:
 
 @pytest.fixture
 def kubectl(kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> Kubectl:
-    binary = KUBECTL if KUBECTL.exists() else shutil.which("kubectl")
+    binary = str(KUBECTL) if KUBECTL.exists() else shutil.which("kubectl")
     if binary is None:
         pytest.skip(f"kubectl is not installed (looked for {KUBECTL} and on PATH)")
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(tmp_path))
-    cache_dir = tmp_path / "kube-cache"
-
-    def run(
-        *args: str, input: str | None = None, check: bool = True, timeout: float = 30.0
-    ) -> subprocess.CompletedProcess[str]:
-        cmd = [str(binary), f"--cache-dir={cache_dir}", *args]
-        result = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout)
-        if check and result.returncode != 0:
-            output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            raise AssertionError(f"{' '.join(cmd)} exited {result.returncode}\n{output}")
-        return result
-
-    return run
+    return Kubectl(binary, kubeconfig, tmp_path)
 
 
 @pytest_asyncio.fixture

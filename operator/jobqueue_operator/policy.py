@@ -38,6 +38,7 @@ _CEIL_SLACK = 1e-6
 # A measured service rate below this (jobs/s per replica) is treated as unknown, not divided by.
 _MIN_SERVICE_RATE = 1e-6
 _MAX_EVENTS = 256
+_WINDOW_BUCKETS = 64
 
 _T = TypeVar("_T")
 _N = TypeVar("_N", int, float)
@@ -329,6 +330,11 @@ def _remember(
 ) -> tuple[tuple[float, float], ...]:
     window = scaling.scale_down.stabilization_window_seconds
     kept = [(t, value) for t, value in history if now - t <= window and value > need]
+    # Falling needs would all be kept; merge those of one time bucket (1/64 of the window) into the
+    # bucket's highest, so the list stays short and a peak outlives its time by less than a bucket.
+    bucket = max(1.0, window / _WINDOW_BUCKETS)
+    if kept and math.floor(kept[-1][0] / bucket) == math.floor(now / bucket):
+        need = kept.pop()[1]
     return (*kept, (now, round(need, 4)))
 
 

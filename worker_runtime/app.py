@@ -119,12 +119,15 @@ class App:
             raise UnknownJobError(f"no handler for job {name!r} on queue {self.queue!r} (known: {known})") from None
 
 
+_encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+
+
 def encode_payload(payload: Any, max_bytes: int) -> str:
     """JSON text of a payload (a pydantic model is dumped first); refuse what is not JSON or too big."""
     if isinstance(payload, pydantic.BaseModel):
         payload = payload.model_dump(mode="json")
     try:
-        text = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        text = _encode_json(payload)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
     size = len(text.encode())

@@ -1,7 +1,8 @@
 """The ``jobqueue`` command: run a worker, enqueue, inspect a queue and its dead-letter set.
 
-More subcommands (``operator``, ``dev``) come from the ``jobqueue.commands`` entry-point group, so
-this runtime package never imports the operator.
+More subcommands (``operator``, ``dev``) come from the ``jobqueue.commands`` entry-point group: each
+entry is a ``main(argv)`` called with the rest of the command line, so this runtime package never
+imports the operator.
 """
 
 from __future__ import annotations
@@ -155,8 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--limit", type=int, default=50)
     dead.set_defaults(func=_async(_dead))
 
+    # Plugins parse their own arguments; they are imported only when chosen, so a worker image
+    # without the operator's dependencies still starts.
     for entry in entry_points(group="jobqueue.commands"):
-        entry.load()(sub)
+        plugin = sub.add_parser(entry.name, help=f"{entry.name} commands ({entry.module})", add_help=False)
+        plugin.add_argument("args", nargs=argparse.REMAINDER)
+        plugin.set_defaults(func=lambda a, entry=entry: entry.load()(a.args))
     return parser
 
 

@@ -55,6 +55,16 @@ class QueueCommands:
             ],
         )  # fmt: skip
 
+    def enqueue_many(self, jobs: Sequence[NewJob]) -> ScriptCall:
+        k = self.keys
+        args: list[str | int] = [k.job_prefix, len(jobs)]
+        for job in jobs:
+            args += [
+                job.id, job.name, job.payload, job.priority + keyspace.PRIORITY_OFFSET, job.delay_ms,
+                job.attempts, job.backoff_base_ms, job.backoff_cap_ms, job.timeout_ms,
+            ]  # fmt: skip
+        return ScriptCall(Script.ENQUEUE_MANY, [k.waiting, k.ready_since, k.delayed, k.marker, k.seq, k.counters], args)
+
     def claim(self, worker_id: str, count: int, lease_ms: int, promote_limit: int = 1000) -> ScriptCall:
         k = self.keys
         return ScriptCall(

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from worker_runtime import keys as keyspace
+
 
 class JobState(enum.StrEnum):
     WAITING = "waiting"  # ready, in priority order
@@ -60,7 +62,7 @@ class Job:
             name=h[b"name"].decode(),
             state=JobState(h[b"state"].decode()),
             payload=_json(h.get(b"payload")),
-            priority=int(float(h.get(b"priority", b"0"))),
+            priority=int(h[b"score"]) // 2**32 - keyspace.PRIORITY_OFFSET,
             attempts=int(h.get(b"attempts", b"1")),
             attempts_made=int(h.get(b"attempts_made", b"0")),
             progress=_json(h.get(b"progress")),

@@ -8,7 +8,8 @@ trip, ``enqueue_many`` one pipelined round trip for the whole batch.
 from __future__ import annotations
 
 import math
-import uuid
+import os
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,11 +22,17 @@ from worker_runtime import keys as keyspace
 from worker_runtime import scripts
 from worker_runtime.app import App, encode_payload
 from worker_runtime.backoff import Backoff
+from worker_runtime.batching import CallBatcher
 from worker_runtime.commands import NewJob, QueueCommands, parse_probe
 from worker_runtime.errors import EnqueueError, JobNotFound
 from worker_runtime.job import EnqueuedJob, Job, JobState, QueueStats
 from worker_runtime.observation import QueueObservation
 from worker_runtime.settings import RetrySettings
+
+
+ENQUEUE_BATCH = 1000
+# Job ids double as idempotency keys (order ids, webhook ids...); they become part of a key name.
+_ID_CHARS = frozenset(string.ascii_letters + string.digits + "._:-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,11 @@ def _seconds(value: float | timedelta | None, what: str) -> float:
     return seconds
 
 
+def _first(*values: Any) -> Any:
+    """The first value that is not None (0 is a value, so ``or`` will not do)."""
+    return next(v for v in values if v is not None)
+
+
 class _Producer:
     """Validation shared by both producers; nothing here does I/O."""
 
@@ -64,34 +76,39 @@ class _Producer:
         self.defaults = defaults or RetrySettings()
         self.max_payload_bytes = max_payload_bytes
         self.commands = QueueCommands(name)
+        self._default_backoff = Backoff(self.defaults.backoff_base_seconds, self.defaults.backoff_cap_seconds)
 
     def _new_job(self, spec: JobSpec) -> NewJob:
+        """Check one job and turn it into what the script writes; raises ``EnqueueError``."""
         definition = self.app.definition(spec.name) if self.app else None
         if definition is not None:
             definition.parse_payload(spec.payload)  # refuse a bad payload now, not in the worker
-        if not spec.name or len(spec.name) > 200:
+        elif not spec.name or len(spec.name) > 200:
             raise EnqueueError(f"job name must be 1..200 characters, got {spec.name!r}")
         priority = 0 if spec.priority is None else spec.priority
-        if not isinstance(priority, int) or not keyspace.PRIORITY_MIN <= priority <= keyspace.PRIORITY_MAX:
+        if type(priority) is not int or not keyspace.PRIORITY_MIN <= priority <= keyspace.PRIORITY_MAX:
             raise EnqueueError(
                 f"priority must be an int in [{keyspace.PRIORITY_MIN}, {keyspace.PRIORITY_MAX}], got {priority!r}"
             )
-        attempts = spec.attempts or (definition.attempts if definition else None) or self.defaults.default_attempts
-        if not isinstance(attempts, int) or not 1 <= attempts <= 1000:
+        attempts = _first(spec.attempts, definition and definition.attempts, self.defaults.default_attempts)
+        if type(attempts) is not int or not 1 <= attempts <= 1000:
             raise EnqueueError(f"attempts must be an int in [1, 1000], got {attempts!r}")
-        timeout = spec.timeout or (definition.timeout if definition else None) or self.defaults.default_timeout_seconds
+        timeout = _first(spec.timeout, definition and definition.timeout, self.defaults.default_timeout_seconds)
         if _seconds(timeout, "timeout") <= 0:
             raise EnqueueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        backoff = spec.backoff or Backoff(self.defaults.backoff_base_seconds, self.defaults.backoff_cap_seconds)
-        job_id = spec.job_id if spec.job_id is not None else uuid.uuid4().hex
-        if not job_id or len(job_id) > 200 or any(c in job_id for c in "{} \t\r\n"):
-            raise EnqueueError(f"job id must be 1..200 characters without braces or whitespace, got {job_id!r}")
+        backoff = spec.backoff or self._default_backoff
+        if spec.job_id is None:
+            job_id = os.urandom(16).hex()
+        elif not spec.job_id or len(spec.job_id) > 200 or not _ID_CHARS.issuperset(spec.job_id):
+            raise EnqueueError(f"job id must be 1..200 characters of [A-Za-z0-9._:-], got {spec.job_id!r}")
+        else:
+            job_id = spec.job_id
         return NewJob(
             id=job_id,
             name=spec.name,
             payload=encode_payload(spec.payload, self.max_payload_bytes),
             priority=priority,
-            delay_ms=round(_seconds(spec.delay, "delay") * 1000),
+            delay_ms=round(_seconds(spec.delay, "delay") * 1000) if spec.delay else 0,
             attempts=attempts,
             backoff_base_ms=round(backoff.base * 1000),
             backoff_cap_ms=round(backoff.cap * 1000),
@@ -101,6 +118,18 @@ class _Producer:
     @staticmethod
     def _enqueued(job: NewJob, reply: list[Any]) -> EnqueuedJob:
         return EnqueuedJob(job.id, JobState(reply[1].decode()), created=bool(int(reply[0])))
+
+    @staticmethod
+    def _batches(jobs: list[NewJob]) -> list[list[NewJob]]:
+        # One script call per 1,000 jobs keeps each call short, so Redis serves others in between.
+        return [jobs[i : i + ENQUEUE_BATCH] for i in range(0, len(jobs), ENQUEUE_BATCH)]
+
+    @staticmethod
+    def _enqueued_many(jobs: list[NewJob], reply: list[Any]) -> list[EnqueuedJob]:
+        return [
+            EnqueuedJob(job.id, JobState(reply[2 * i + 1].decode()), created=bool(int(reply[2 * i])))
+            for i, job in enumerate(jobs)
+        ]
 
     def _job(self, job_id: str, raw: dict[bytes, bytes]) -> Job:
         if not raw:
@@ -138,6 +167,7 @@ class Queue(_Producer):
     ) -> None:
         super().__init__(name, app=app, defaults=defaults, max_payload_bytes=max_payload_bytes)
         self.redis = redis_client
+        self._batcher: CallBatcher | None = None
 
     async def enqueue(
         self,
@@ -151,15 +181,26 @@ class Queue(_Producer):
         backoff: Backoff | None = None,
         timeout: float | None = None,
     ) -> EnqueuedJob:
-        """Add a job and return its id at once. An existing ``job_id`` is not enqueued twice."""
+        """Add a job and return its id at once. An existing ``job_id`` is not enqueued twice.
+
+        Concurrent calls on one event loop share pipelined round trips (see ``batching``).
+        """
         job = self._new_job(JobSpec(name, payload, job_id, priority, delay, attempts, backoff, timeout))
-        return self._enqueued(job, await scripts.run(self.redis, self.commands.enqueue(job)))
+        if self._batcher is None:
+            self._batcher = CallBatcher(self.redis)
+        return self._enqueued(job, await self._batcher.submit(self.commands.enqueue(job)))
+
+    async def aclose(self) -> None:
+        """Stop the enqueue batcher (the Redis client stays the caller's)."""
+        if self._batcher is not None:
+            await self._batcher.aclose()
 
     async def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
         """Validate every job first (all or nothing), then add them in one round trip."""
         jobs = [self._new_job(spec) for spec in specs]
-        replies = await scripts.run_many(self.redis, [self.commands.enqueue(job) for job in jobs])
-        return [self._enqueued(job, reply) for job, reply in zip(jobs, replies, strict=True)]
+        batches = self._batches(jobs)
+        replies = await scripts.run_many(self.redis, [self.commands.enqueue_many(b) for b in batches])
+        return [e for batch, reply in zip(batches, replies, strict=True) for e in self._enqueued_many(batch, reply)]
 
     async def get_job(self, job_id: str) -> Job:
         return self._job(job_id, await self.redis.hgetall(self.commands.keys.job(job_id)))
@@ -228,8 +269,9 @@ class SyncQueue(_Producer):
 
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
         jobs = [self._new_job(spec) for spec in specs]
-        replies = scripts.run_many_sync(self.redis, [self.commands.enqueue(job) for job in jobs])
-        return [self._enqueued(job, reply) for job, reply in zip(jobs, replies, strict=True)]
+        batches = self._batches(jobs)
+        replies = scripts.run_many_sync(self.redis, [self.commands.enqueue_many(b) for b in batches])
+        return [e for batch, reply in zip(batches, replies, strict=True) for e in self._enqueued_many(batch, reply)]
 
     def get_job(self, job_id: str) -> Job:
         return self._job(job_id, self.redis.hgetall(self.commands.keys.job(job_id)))  # type: ignore[arg-type]

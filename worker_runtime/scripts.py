@@ -36,6 +36,7 @@ class ScriptError(enum.IntEnum):
 
 class Script(enum.StrEnum):
     ENQUEUE = "enqueue"
+    ENQUEUE_MANY = "enqueue_many"
     CLAIM = "claim"
     COMPLETE = "complete"
     FAIL = "fail"

@@ -3,8 +3,8 @@
 One process runs up to ``concurrency`` jobs at once: ``async def`` handlers on the event loop,
 plain ``def`` handlers in a thread pool. Background tasks beside the claim loop:
 
-- the ack flusher sends every finished job's complete/fail call in one pipelined round trip, so a
-  busy worker pays a fraction of a round trip per job;
+- the ack batcher sends the complete/fail calls of jobs that finish together in one pipelined
+  round trip, so a busy worker pays a fraction of a round trip per job;
 - the lease keeper extends the leases of running jobs and publishes the heartbeat (pod, in-flight)
   that tells the operator which pods are busy;
 - the stalled recoverer gives back jobs whose worker died (one worker elected per interval).
@@ -28,13 +28,14 @@ import time
 import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from worker_runtime import scripts
+from worker_runtime.batching import CallBatcher
 from worker_runtime.app import App, JobContext, JobDefinition, encode_payload
 from worker_runtime.backoff import Backoff
 from worker_runtime.commands import QueueCommands, parse_claim
@@ -60,12 +61,6 @@ class RunningJob:
     lease_lost: bool = False
 
 
-@dataclass
-class _Ack:
-    call: ScriptCall
-    done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
 class Worker:
     """Runs the handlers of ``app`` for jobs of ``app.queue``."""
 
@@ -88,8 +83,7 @@ class Worker:
         self.healthy = False
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._acks: list[_Ack] = []
-        self._ack_ready = asyncio.Event()
+        self._acks = CallBatcher(redis_client)
         self._executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="jobqueue-job")
         self._lease_ms = round(self.settings.lease_seconds * 1000)
 
@@ -107,7 +101,6 @@ class Worker:
         """Serve until ``stop()``; returns after in-flight jobs finished or were handed back."""
         await self._with_reconnect(lambda: scripts.ensure_loaded(self.redis))
         background = [
-            asyncio.create_task(self._flush_acks(), name="jobqueue-acks"),
             asyncio.create_task(self._keep_leases(), name="jobqueue-leases"),
             asyncio.create_task(self._recover_stalled(), name="jobqueue-stalled"),
         ]
@@ -119,6 +112,7 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await self._acks.aclose()
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self.redis.hdel(self.commands.keys.workers, self.id)
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -212,10 +206,7 @@ class Worker:
         entry = self.running.get(job.id)
         if entry is not None and entry.lease_lost:
             return  # another worker owns the job now; our ack would be refused anyway
-        ack = _Ack(call)
-        self._acks.append(ack)
-        self._ack_ready.set()
-        reply = int(await ack.done)
+        reply = int(await self._acks.submit(call))
         if reply == ScriptError.STALE_TOKEN:
             log.warning("job %s finished after its lease was recovered elsewhere; ack refused", job.id)
             return
@@ -268,23 +259,6 @@ class Worker:
         return self.commands.fail(job.id, job.token, message, trace, round(delay * 1000), permanent)
 
     # --- background tasks ----------------------------------------------------------------------
-
-    async def _flush_acks(self) -> None:
-        """Send all pending acks in one pipelined round trip; retry while Redis is away."""
-        while True:
-            await self._ack_ready.wait()
-            self._ack_ready.clear()
-            batch, self._acks = self._acks, []
-            if not batch:
-                continue
-            replies = await self._with_reconnect(
-                lambda b=batch: scripts.run_many(self.redis, [a.call for a in b], return_exceptions=True)
-            )
-            for ack, reply in zip(batch, replies, strict=True):
-                if isinstance(reply, Exception):
-                    ack.done.set_exception(reply)
-                else:
-                    ack.done.set_result(reply)
 
     def heartbeat(self) -> dict[str, Any]:
         return {

@@ -34,7 +34,7 @@ if delay > 0 then
 end
 
 rcall("HSET", job_key, "name", ARGV[2], "payload", ARGV[3], "state", state, "score", score,
-  "priority", tonumber(ARGV[4]) - 1000000, "attempts", ARGV[6], "attempts_made", 0,
+  "attempts", ARGV[6], "attempts_made", 0,
   "backoff_base_ms", ARGV[7], "backoff_cap_ms", ARGV[8], "timeout_ms", ARGV[9],
   "created_at", int_str(now), "ready_at", int_str(ready_at))
 

@@ -1,0 +1,164 @@
+"""Runtime benchmark: enqueue rates, drain rate of one worker process, pickup latency, worker RSS.
+
+Runs against its own redis-server on a free port (the same binary the tests use) and a real worker
+process (`python -m worker_runtime worker bench.apps:app`). Prints a table and writes JSON.
+
+    python bench/runtime.py [--jobs 20000] [--out bench/results/runtime.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from worker_runtime import JobSpec, JobState, SyncQueue, connect_sync  # noqa: E402
+from worker_runtime.embedded_redis import RedisServer  # noqa: E402
+
+TARGETS = {
+    "enqueue_one_by_one_per_s": (">=", 10_000),
+    "enqueue_bulk_per_s": (">=", 50_000),
+    "drain_per_s": (">=", 3_300),
+    "pickup_p99_ms": ("<=", 1.5),
+    "worker_rss_mb": ("<=", 80),
+}
+
+
+def enqueue_one_by_one(queue: SyncQueue, count: int) -> float:
+    started = time.perf_counter()
+    for i in range(count):
+        queue.enqueue("noop", {"i": i})
+    return count / (time.perf_counter() - started)
+
+
+def enqueue_bulk(queue: SyncQueue, count: int) -> float:
+    specs = [JobSpec("noop", {"i": i}) for i in range(count)]
+    started = time.perf_counter()
+    for start in range(0, count, 5000):
+        queue.enqueue_many(specs[start : start + 5000])
+    return count / (time.perf_counter() - started)
+
+
+def start_worker(redis_url: str, concurrency: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "JOBQUEUE_REDIS_URL": redis_url,
+        "JOBQUEUE_CONCURRENCY": str(concurrency),
+        "JOBQUEUE_METRICS_PORT": "0",
+        "JOBQUEUE_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.Popen([sys.executable, "-m", "worker_runtime", "worker", "bench.apps:app"], env=env, cwd=ROOT)
+
+
+def drain(queue: SyncQueue, total: int, timeout: float = 120.0) -> float:
+    """Jobs/s from the first completion seen to the last (worker start-up excluded)."""
+    deadline = time.monotonic() + timeout
+    first_t, first_n = 0.0, 0
+    while time.monotonic() < deadline:
+        done = queue.stats().completed_total
+        now = time.perf_counter()
+        if done and not first_t:
+            first_t, first_n = now, done
+        if done >= total:
+            return (done - first_n) / (now - first_t)
+        time.sleep(0.005)
+    raise TimeoutError(f"drain did not finish within {timeout}s")
+
+
+def pickup_latencies(queue: SyncQueue, samples: int) -> list[float]:
+    """Enqueue one job at a time into an idle worker; ms from enqueue call to handler start."""
+    latencies = []
+    for _ in range(samples):
+        before = time.time()
+        job = queue.enqueue("stamp")
+        while (snapshot := queue.get_job(job.id)).state is not JobState.COMPLETED:
+            time.sleep(0.0002)
+        latencies.append((float(snapshot.result) - before) * 1000)
+        time.sleep(0.002)  # let the worker go back to blocking on the marker: we measure an idle worker
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1]
+
+
+def run(jobs: int, concurrency: int, samples: int) -> dict[str, Any]:
+    with RedisServer() as server:
+        client = connect_sync(server.url)
+        queue = SyncQueue("bench", client)
+        results: dict[str, Any] = {"redis_version": server.version()}
+        results["enqueue_one_by_one_per_s"] = enqueue_one_by_one(queue, 10_000)
+        client.delete(*client.keys("jq:{bench}:*"))
+        results["enqueue_bulk_per_s"] = enqueue_bulk(queue, jobs)
+        worker = start_worker(server.url, concurrency)
+        try:
+            results["drain_per_s"] = drain(queue, jobs)
+            results["worker_rss_mb"] = psutil.Process(worker.pid).memory_info().rss / 2**20
+            latencies = pickup_latencies(queue, samples)
+            results["pickup_p50_ms"] = percentile(latencies, 0.50)
+            results["pickup_p99_ms"] = percentile(latencies, 0.99)
+            results["worker_rss_mb"] = max(
+                results["worker_rss_mb"], psutil.Process(worker.pid).memory_info().rss / 2**20
+            )
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            results["worker_exit_code"] = worker.wait(30)
+        client.close()
+    return results
+
+
+def report(results: dict[str, Any], out: Path, params: dict[str, Any]) -> bool:
+    table = Table("figure", "value", "target", "met", title="jobqueue runtime benchmark")
+    verdicts = {}
+    for name, value in results.items():
+        target = TARGETS.get(name)
+        if target is None:
+            table.add_row(name, str(value) if not isinstance(value, float) else f"{value:,.2f}", "", "")
+            continue
+        op, bound = target
+        met = value >= bound if op == ">=" else value <= bound
+        verdicts[name] = met
+        table.add_row(name, f"{value:,.2f}", f"{op} {bound:,}", "yes" if met else "NO")
+    Console().print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "runtime",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "params": params,
+        "results": results,
+        "targets": {k: {"op": op, "bound": b, "met": verdicts.get(k)} for k, (op, b) in TARGETS.items()},
+    }
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
+    return all(verdicts.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "runtime.json")
+    args = parser.parse_args()
+    params = {"jobs": args.jobs, "concurrency": args.concurrency, "samples": args.samples}
+    ok = report(run(args.jobs, args.concurrency, args.samples), args.out, params)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

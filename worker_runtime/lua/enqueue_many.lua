@@ -1,0 +1,63 @@
+--[[
+  Add many jobs in one call (the bulk path of enqueue_many): each as enqueue.lua would.
+
+  KEYS[1] waiting   KEYS[2] ready_since   KEYS[3] delayed   KEYS[4] marker   KEYS[5] seq
+  KEYS[6] counters
+  ARGV[1] job key prefix   ARGV[2] number of jobs N
+  ARGV[3 + 9*(i-1) .. ] per job: id, name, payload, priority offset, delay ms, attempts,
+  backoff base ms, backoff cap ms, timeout ms  (as in enqueue.lua)
+
+  Returns {created flag, state, created flag, state, ...} in job order; an id that exists already
+  is left as it is (created flag 0).
+  Invariant: every new job enters exactly one of waiting/delayed in the same step that creates it.
+]]
+--- @include "time"
+--- @include "wake"
+local rcall = redis.call
+local waiting_key, ready_since_key, delayed_key = KEYS[1], KEYS[2], KEYS[3]
+local marker_key, seq_key, counters_key = KEYS[4], KEYS[5], KEYS[6]
+local prefix, count = ARGV[1], tonumber(ARGV[2])
+local now = now_ms()
+local now_str = int_str(now)
+local result = {}
+local created = 0
+-- One INCRBY reserves a run of sequence numbers for the whole batch (ids that exist leave gaps).
+local first_seq = rcall("INCRBY", seq_key, count) - count
+
+for i = 0, count - 1 do
+  local base = 3 + 9 * i
+  local job_id = ARGV[base]
+  local job_key = prefix .. job_id
+  local existing = rcall("HGET", job_key, "state")
+  if existing then
+    result[#result + 1] = 0
+    result[#result + 1] = existing
+  else
+    local seq = (first_seq + i + 1) % 4294967296
+    local score = int_str(tonumber(ARGV[base + 3]) * 4294967296 + seq)
+    local delay = tonumber(ARGV[base + 4])
+    local ready_at = int_str(now + delay)
+    local state = "waiting"
+    if delay > 0 then
+      state = "delayed"
+    end
+    rcall("HSET", job_key, "name", ARGV[base + 1], "payload", ARGV[base + 2], "state", state,
+      "score", score, "attempts", ARGV[base + 5],
+      "attempts_made", 0, "backoff_base_ms", ARGV[base + 6], "backoff_cap_ms", ARGV[base + 7],
+      "timeout_ms", ARGV[base + 8], "created_at", now_str, "ready_at", ready_at)
+    if delay > 0 then
+      rcall("ZADD", delayed_key, ready_at, job_id)
+    else
+      rcall("ZADD", waiting_key, score, job_id)
+      rcall("ZADD", ready_since_key, now_str, job_id)
+    end
+    created = created + 1
+    result[#result + 1] = 1
+    result[#result + 1] = state
+  end
+end
+if created > 0 then
+  rcall("HINCRBY", counters_key, "enqueued", created)
+  wake(marker_key)
+end
+return result

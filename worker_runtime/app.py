@@ -81,8 +81,12 @@ def _payload_model(handler: Handler) -> type[pydantic.BaseModel] | None:
         raise TypeError(f"handler {handler.__name__} must take (ctx, payload)")
     try:
         hints = typing.get_type_hints(handler)
-    except (NameError, TypeError):
-        return None
+    except NameError as exc:
+        # Silently skipping validation would be worse than refusing to register.
+        raise TypeError(
+            f"cannot resolve the annotations of handler {handler.__name__} ({exc}); "
+            "define its payload model at module level or pass model= to app.job()"
+        ) from exc
     hint = hints.get(params[1].name)
     if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
         return hint
@@ -98,15 +102,25 @@ class App:
         self.jobs: dict[str, JobDefinition] = {}
 
     def job(
-        self, name: str | None = None, *, attempts: int | None = None, timeout: float | None = None
+        self,
+        name: str | None = None,
+        *,
+        model: type[pydantic.BaseModel] | None = None,
+        attempts: int | None = None,
+        timeout: float | None = None,
     ) -> Callable[[H], H]:
-        """Register a handler under ``name`` (default: the function's name)."""
+        """Register a handler under ``name`` (default: the function's name).
+
+        ``model`` validates the payload; by default it is the payload parameter's annotation when
+        that is a pydantic model. ``attempts`` and ``timeout`` override the queue's defaults.
+        """
 
         def register(handler: H) -> H:
             job_name = name or handler.__name__
             if job_name in self.jobs:
                 raise ValueError(f"job {job_name!r} is registered twice")
-            self.jobs[job_name] = JobDefinition(job_name, handler, _payload_model(handler), attempts, timeout)
+            payload_model = model or _payload_model(handler)
+            self.jobs[job_name] = JobDefinition(job_name, handler, payload_model, attempts, timeout)
             return handler
 
         return register

@@ -1,0 +1,175 @@
+"""Leases: crash recovery, stale tokens refused, graceful hand-back, heartbeats, lease extension.
+
+| case                                   | expectation                                              |
+| -------------------------------------- | -------------------------------------------------------- |
+| worker SIGKILLed mid-job               | another worker recovers and completes it; nothing lost   |
+| completion with a stale token          | refused (-2); the new holder's completion counts once    |
+| last attempt's worker lost             | job dead-lettered with "lease expired"                   |
+| SIGTERM, job finishes within grace     | completed                                                |
+| SIGTERM, job outlives grace            | handed back: waiting, attempt not counted                |
+| job longer than its lease              | lease extended, not recovered, completed once            |
+| heartbeat                              | worker entry with pod and in-flight count                |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.integration.runtime.conftest import WorkerFactory
+from tests.integration.runtime.test_worker import finished
+from tests.support.wait import wait_for
+from worker_runtime import App, JobContext, JobState, Queue, scripts
+from worker_runtime.commands import QueueCommands, parse_claim
+from worker_runtime.scripts import ScriptError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+async def queue(redis: aioredis.Redis, queue_name: str) -> AsyncIterator[Queue]:
+    """A producer without the app: these tests enqueue jobs that subprocess workers know."""
+    q = Queue(queue_name, redis)
+    yield q
+    await q.aclose()
+
+
+def spawn_worker(redis_url: str, queue: str, **env: str) -> subprocess.Popen[bytes]:
+    variables = os.environ | {
+        "TEST_QUEUE": queue,
+        "JOBQUEUE_REDIS_URL": redis_url,
+        "JOBQUEUE_METRICS_PORT": "0",
+        "JOBQUEUE_LEASE_SECONDS": "1",
+        "JOBQUEUE_HEARTBEAT_SECONDS": "0.2",
+        "JOBQUEUE_STALLED_INTERVAL_SECONDS": "0.3",
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    command = [sys.executable, "-m", "worker_runtime", "worker", "tests.integration.runtime.worker_apps:app"]
+    return subprocess.Popen(command, env=variables, cwd=ROOT)
+
+
+async def test_sigkilled_worker_job_is_recovered_and_completed(
+    redis_url: str, queue: Queue, queue_name: str, start_worker: WorkerFactory
+) -> None:
+    from tests.integration.runtime import worker_apps
+
+    job = await queue.enqueue("sleep", 1.5)
+    victim = spawn_worker(redis_url, queue_name)
+    try:
+        active = await finished(queue, job.id, JobState.ACTIVE, timeout=20)
+        assert active.attempts_made == 1
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(10) == -signal.SIGKILL
+    finally:
+        victim.kill()
+    rescuer_app = App(queue_name)
+    rescuer_app.jobs.update(worker_apps.app.jobs)
+    start_worker(rescuer_app, lease_seconds=1.0)
+    done = await finished(queue, job.id, timeout=15)
+    assert done.attempts_made == 2 and done.result == "slept 1.5s on attempt 2"
+    counters = await queue.redis.hgetall(queue.commands.keys.counters)
+    assert int(counters[b"stalled"]) == 1 and int(counters[b"completed"]) == 1
+
+
+async def test_stale_token_completion_is_refused(redis: aioredis.Redis, queue: Queue) -> None:
+    commands = QueueCommands(queue.name)
+    job = await queue.enqueue("x", 1)
+    first = parse_claim(await scripts.run(redis, commands.claim("worker-a", 1, 60_000))).jobs[0]
+    # Worker A hangs past its lease: expire it and let B's recovery and claim take the job.
+    await redis.zadd(commands.keys.active, {job.id: 0})
+    recovered, _ = await scripts.run(redis, commands.recover_stalled("worker-b", 1000, 60_000))
+    assert recovered == 1
+    second = parse_claim(await scripts.run(redis, commands.claim("worker-b", 1, 60_000))).jobs[0]
+    assert second.id == job.id and second.token != first.token
+    assert await scripts.run(redis, commands.complete(job.id, first.token, "1", -1)) == ScriptError.STALE_TOKEN
+    assert await scripts.run(redis, commands.fail(job.id, first.token, "e", "", 0, False)) == ScriptError.STALE_TOKEN
+    assert await scripts.run(redis, commands.complete(job.id, second.token, '"b"', -1)) == 1
+    assert await scripts.run(redis, commands.complete(job.id, second.token, '"b"', -1)) == ScriptError.STALE_TOKEN
+    done = await queue.get_job(job.id)
+    assert done.state is JobState.COMPLETED and done.result == "b"
+    assert (await queue.stats()).completed_total == 1
+
+
+async def test_lost_last_attempt_is_dead_lettered(redis: aioredis.Redis, queue: Queue) -> None:
+    commands = QueueCommands(queue.name)
+    job = await queue.enqueue("x", attempts=1)
+    await scripts.run(redis, commands.claim("worker-a", 1, 60_000))
+    await redis.zadd(commands.keys.active, {job.id: 0})
+    assert await scripts.run(redis, commands.recover_stalled("worker-b", 1000, 60_000)) == [0, 1]
+    dead = await queue.get_job(job.id)
+    assert dead.state is JobState.DEAD and "lease expired" in (dead.error or "")
+    # The recoverer is elected once per interval: a second call within it does nothing.
+    assert await scripts.run(redis, commands.recover_stalled("worker-c", 1000, 60_000)) == [-1, 0]
+
+
+async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(
+    redis_url: str, queue: Queue, queue_name: str
+) -> None:
+    short = await queue.enqueue("sleep", 0.3)
+    long = await queue.enqueue("sleep", 30)
+    worker = spawn_worker(redis_url, queue_name, JOBQUEUE_GRACE_PERIOD_SECONDS="1.5", JOBQUEUE_LEASE_SECONDS="30")
+    try:
+        await finished(queue, short.id, JobState.ACTIVE, timeout=20)
+        await finished(queue, long.id, JobState.ACTIVE)
+        worker.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.to_thread(worker.wait, 20)
+    finally:
+        worker.kill()
+    assert exit_code == 0
+    assert (await queue.get_job(short.id)).state is JobState.COMPLETED
+    handed_back = await queue.get_job(long.id)
+    assert handed_back.state is JobState.WAITING and handed_back.attempts_made == 0
+    stats = await queue.stats()
+    assert (stats.waiting, stats.active, stats.failed_total) == (1, 0, 0)
+    assert await queue.redis.hlen(queue.commands.keys.workers) == 0  # deregistered on exit
+
+
+async def test_long_job_keeps_its_lease(app: App, queue: Queue, start_worker: WorkerFactory) -> None:
+    runs = 0
+
+    @app.job()
+    async def long(ctx: JobContext, payload: None) -> str:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(1.5)
+        return "done"
+
+    job = await queue.enqueue("long")
+    start_worker(app, lease_seconds=0.5, heartbeat_seconds=0.1, stalled_interval_seconds=0.1)
+    start_worker(app, lease_seconds=0.5, heartbeat_seconds=0.1, stalled_interval_seconds=0.1)
+    done = await finished(queue, job.id)
+    assert runs == 1 and done.attempts_made == 1
+    assert int((await queue.redis.hgetall(queue.commands.keys.counters)).get(b"stalled", 0)) == 0
+
+
+async def test_heartbeat_reports_pod_and_in_flight(app: App, queue: Queue, start_worker: WorkerFactory) -> None:
+    release = asyncio.Event()
+
+    @app.job()
+    async def hold(ctx: JobContext, payload: None) -> None:
+        await release.wait()
+
+    for _ in range(2):
+        await queue.enqueue("hold")
+    worker = start_worker(app, concurrency=5, pod_name="emails-7d9f-abcde")
+
+    async def busy() -> dict[str, object] | None:
+        raw = await queue.redis.hget(queue.commands.keys.workers, worker.id)
+        beat = json.loads(raw) if raw else None
+        return beat if beat and beat["inflight"] == 2 else None
+
+    beat = await wait_for(busy, message="heartbeat shows 2 in flight")
+    assert beat["pod"] == "emails-7d9f-abcde" and beat["concurrency"] == 5
+    observation = await queue.observe()
+    assert [(w.pod, w.inflight) for w in observation.workers] == [("emails-7d9f-abcde", 2)]
+    release.set()

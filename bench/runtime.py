@@ -62,7 +62,9 @@ def start_worker(redis_url: str, concurrency: int) -> subprocess.Popen[bytes]:
         "JOBQUEUE_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }
-    return subprocess.Popen([sys.executable, "-m", "worker_runtime", "worker", "bench.apps:app"], env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker_runtime", "worker", "bench.apps:app"], env=env, cwd=ROOT
+    )
 
 
 def drain(queue: SyncQueue, total: int, timeout: float = 120.0) -> float:
@@ -138,7 +140,11 @@ def report(results: dict[str, Any], out: Path, params: dict[str, Any]) -> bool:
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "runtime",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "params": params,
         "results": results,
         "targets": {k: {"op": op, "bound": b, "met": verdicts.get(k)} for k, (op, b) in TARGETS.items()},

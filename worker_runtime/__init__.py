@@ -7,8 +7,8 @@ from worker_runtime.errors import (
     EnqueueError,
     JobNotFound,
     JobQueueError,
-    Permanent,
     PayloadError,
+    Permanent,
     UnknownJobError,
 )
 from worker_runtime.job import EnqueuedJob, Job, JobState, QueueStats

@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import json
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -61,7 +61,7 @@ class JobContext:
     job_name: str
     attempt: int
     attempts: int
-    _report_progress: Callable[[Any], Awaitable[None]] | None = field(default=None, repr=False)
+    _report_progress: Callable[[Any], Coroutine[Any, Any, None]] | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     async def set_progress(self, progress: Any) -> None:
@@ -130,7 +130,9 @@ class App:
             return self.jobs[name]
         except KeyError:
             known = ", ".join(sorted(self.jobs)) or "none"
-            raise UnknownJobError(f"no handler for job {name!r} on queue {self.queue!r} (known: {known})") from None
+            raise UnknownJobError(
+                f"no handler for job {name!r} on queue {self.queue!r} (known: {known})"
+            ) from None
 
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode

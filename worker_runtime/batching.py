@@ -33,11 +33,14 @@ class CallBatcher:
         self.max_batch = max_batch
         self._pending: list[tuple[ScriptCall, asyncio.Future[Any]]] = []
         self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._flusher: asyncio.Task[None] | None = None
 
     async def submit(self, call: ScriptCall) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((call, future))
+        self._idle.clear()
         self._ready.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_forever(), name="jobqueue-batcher")
@@ -50,6 +53,7 @@ class CallBatcher:
             while self._pending:
                 batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
                 await self._send(batch)
+            self._idle.set()
 
     async def _send(self, batch: list[tuple[ScriptCall, asyncio.Future[Any]]]) -> None:
         failures = 0
@@ -72,8 +76,8 @@ class CallBatcher:
 
     async def aclose(self) -> None:
         """Send what is pending, then stop the flusher."""
-        while self._pending and self._flusher is not None and not self._flusher.done():
-            await asyncio.sleep(0.001)
+        if self._flusher is not None and not self._flusher.done():
+            await self._idle.wait()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

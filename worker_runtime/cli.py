@@ -111,7 +111,11 @@ async def _dead(args: argparse.Namespace) -> None:
             table.add_row(job.id, job.name, str(job.attempts_made), job.error or "")
         console.print(table)
     elif args.action == "replay":
-        count = await queue.replay_all_dead() if args.job_id is None else int(await queue.replay_dead(args.job_id))
+        count = (
+            await queue.replay_all_dead()
+            if args.job_id is None
+            else int(await queue.replay_dead(args.job_id))
+        )
         console.print(f"replayed {count} job(s)")
     else:
         console.print(f"purged {await queue.purge_dead()} job(s)")
@@ -167,5 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args.func(args)

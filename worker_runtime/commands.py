@@ -63,7 +63,9 @@ class QueueCommands:
                 job.id, job.name, job.payload, job.priority + keyspace.PRIORITY_OFFSET, job.delay_ms,
                 job.attempts, job.backoff_base_ms, job.backoff_cap_ms, job.timeout_ms,
             ]  # fmt: skip
-        return ScriptCall(Script.ENQUEUE_MANY, [k.waiting, k.ready_since, k.delayed, k.marker, k.seq, k.counters], args)
+        return ScriptCall(
+            Script.ENQUEUE_MANY, [k.waiting, k.ready_since, k.delayed, k.marker, k.seq, k.counters], args
+        )
 
     def claim(self, worker_id: str, count: int, lease_ms: int, promote_limit: int = 1000) -> ScriptCall:
         k = self.keys
@@ -102,7 +104,9 @@ class QueueCommands:
             [lease_ms, k.job_prefix, worker_id, json.dumps(heartbeat), *flat],
         )
 
-    def recover_stalled(self, worker_id: str, interval_ms: int, stale_worker_ms: int, limit: int = 1000) -> ScriptCall:
+    def recover_stalled(
+        self, worker_id: str, interval_ms: int, stale_worker_ms: int, limit: int = 1000
+    ) -> ScriptCall:
         k = self.keys
         return ScriptCall(
             Script.RECOVER_STALLED,
@@ -112,7 +116,9 @@ class QueueCommands:
 
     def release(self, job_id: str, token: str) -> ScriptCall:
         k = self.keys
-        return ScriptCall(Script.RELEASE, [k.job(job_id), k.active, k.waiting, k.ready_since, k.marker], [job_id, token])
+        return ScriptCall(
+            Script.RELEASE, [k.job(job_id), k.active, k.waiting, k.ready_since, k.marker], [job_id, token]
+        )
 
     def progress(self, job_id: str, token: str, progress: str) -> ScriptCall:
         return ScriptCall(Script.PROGRESS, [self.keys.job(job_id)], [token, progress])
@@ -130,7 +136,17 @@ class QueueCommands:
         k = self.keys
         return ScriptCall(
             Script.PROBE,
-            [k.waiting, k.ready_since, k.delayed, k.retry, k.active, k.completed, k.dead, k.counters, k.workers],
+            [
+                k.waiting,
+                k.ready_since,
+                k.delayed,
+                k.retry,
+                k.active,
+                k.completed,
+                k.dead,
+                k.counters,
+                k.workers,
+            ],
             [],
         )
 

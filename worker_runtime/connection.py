@@ -14,7 +14,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 # Errors after which the same command may be tried again on a new connection.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, BusyLoadingError, OSError)
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    OSError,
+)
 
 _RETRY_ERRORS = [RedisConnectionError, RedisTimeoutError, BusyLoadingError]
 

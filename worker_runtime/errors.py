@@ -19,9 +19,9 @@ class UnknownJobError(EnqueueError):
     """No handler is registered under this job name."""
 
 
-class Permanent(JobQueueError):  # noqa: N818 - reads as `raise Permanent("card declined")`
+class Permanent(JobQueueError):
     """Raise from a handler to fail the job for good: no retry, straight to the dead-letter set."""
 
 
-class JobNotFound(JobQueueError, KeyError):  # noqa: N818
+class JobNotFound(JobQueueError, KeyError):
     """No job with this id (never enqueued, or deleted by retention)."""

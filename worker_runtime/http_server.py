@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 
 def serve(
-    port: int, registry: CollectorRegistry, healthy: Callable[[], bool], host: str = "0.0.0.0"  # noqa: S104
+    port: int, registry: CollectorRegistry, healthy: Callable[[], bool], host: str = "0.0.0.0"
 ) -> ThreadingHTTPServer:
     """Start serving; ``healthy()`` decides between 200 and 503 on ``/healthz``."""
 
@@ -31,7 +31,7 @@ def serve(
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - scrapes are not news
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     server = ThreadingHTTPServer((host, port), Handler)

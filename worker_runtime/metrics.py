@@ -15,7 +15,10 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.jobs = Counter(
-            "jobqueue_jobs", "Attempts that ended, by outcome.", ["queue", "job", "outcome"], registry=registry
+            "jobqueue_jobs",
+            "Attempts that ended, by outcome.",
+            ["queue", "job", "outcome"],
+            registry=registry,
         )
         self.duration = Histogram(
             "jobqueue_job_duration_seconds",
@@ -35,7 +38,10 @@ class WorkerMetrics:
             "jobqueue_jobs_in_flight", "Jobs this process is running now.", ["queue"], registry=registry
         )
         self.retries = Counter(
-            "jobqueue_job_retries", "Failed attempts scheduled for a retry.", ["queue", "job"], registry=registry
+            "jobqueue_job_retries",
+            "Failed attempts scheduled for a retry.",
+            ["queue", "job"],
+            registry=registry,
         )
         self.dead_lettered = Counter(
             "jobqueue_jobs_dead_lettered",

@@ -29,7 +29,6 @@ from worker_runtime.job import EnqueuedJob, Job, JobState, QueueStats
 from worker_runtime.observation import QueueObservation
 from worker_runtime.settings import RetrySettings
 
-
 ENQUEUE_BATCH = 1000
 # Job ids double as idempotency keys (order ids, webhook ids...); they become part of a key name.
 _ID_CHARS = frozenset(string.ascii_letters + string.digits + "._:-")
@@ -87,13 +86,14 @@ class _Producer:
             raise EnqueueError(f"job name must be 1..200 characters, got {spec.name!r}")
         priority = 0 if spec.priority is None else spec.priority
         if type(priority) is not int or not keyspace.PRIORITY_MIN <= priority <= keyspace.PRIORITY_MAX:
-            raise EnqueueError(
-                f"priority must be an int in [{keyspace.PRIORITY_MIN}, {keyspace.PRIORITY_MAX}], got {priority!r}"
-            )
+            bounds = f"[{keyspace.PRIORITY_MIN}, {keyspace.PRIORITY_MAX}]"
+            raise EnqueueError(f"priority must be an int in {bounds}, got {priority!r}")
         attempts = _first(spec.attempts, definition and definition.attempts, self.defaults.default_attempts)
         if type(attempts) is not int or not 1 <= attempts <= 1000:
             raise EnqueueError(f"attempts must be an int in [1, 1000], got {attempts!r}")
-        timeout = _first(spec.timeout, definition and definition.timeout, self.defaults.default_timeout_seconds)
+        timeout = _first(
+            spec.timeout, definition and definition.timeout, self.defaults.default_timeout_seconds
+        )
         if _seconds(timeout, "timeout") <= 0:
             raise EnqueueError(f"timeout must be > 0 seconds, got {timeout!r}")
         backoff = spec.backoff or self._default_backoff
@@ -179,7 +179,7 @@ class Queue(_Producer):
         delay: float | timedelta | None = None,
         attempts: int | None = None,
         backoff: Backoff | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
     ) -> EnqueuedJob:
         """Add a job and return its id at once. An existing ``job_id`` is not enqueued twice.
 
@@ -200,10 +200,15 @@ class Queue(_Producer):
         jobs = [self._new_job(spec) for spec in specs]
         batches = self._batches(jobs)
         replies = await scripts.run_many(self.redis, [self.commands.enqueue_many(b) for b in batches])
-        return [e for batch, reply in zip(batches, replies, strict=True) for e in self._enqueued_many(batch, reply)]
+        return [
+            e
+            for batch, reply in zip(batches, replies, strict=True)
+            for e in self._enqueued_many(batch, reply)
+        ]
 
     async def get_job(self, job_id: str) -> Job:
-        return self._job(job_id, await self.redis.hgetall(self.commands.keys.job(job_id)))
+        raw: dict[bytes, bytes] = await self.redis.hgetall(self.commands.keys.job(job_id))  # type: ignore[assignment]
+        return self._job(job_id, raw)
 
     async def observe(self) -> QueueObservation:
         return parse_probe(self.name, await scripts.run(self.redis, self.commands.probe()))
@@ -213,7 +218,8 @@ class Queue(_Producer):
 
     async def dead_jobs(self, offset: int = 0, limit: int = 100) -> list[Job]:
         """Dead-lettered jobs, oldest first, with their payload, last error and attempts."""
-        ids = [i.decode() for i in await self.redis.zrange(self.commands.keys.dead, offset, offset + limit - 1)]
+        raw_ids: list[bytes] = await self.redis.zrange(self.commands.keys.dead, offset, offset + limit - 1)  # type: ignore[assignment]
+        ids = [i.decode() for i in raw_ids]
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.commands.keys.job(job_id))
@@ -225,10 +231,12 @@ class Queue(_Producer):
 
     async def replay_all_dead(self, batch: int = 500) -> int:
         replayed = 0
-        while ids := await self.redis.zrange(self.commands.keys.dead, 0, batch - 1):
+        while True:
+            ids: list[bytes] = await self.redis.zrange(self.commands.keys.dead, 0, batch - 1)  # type: ignore[assignment]
+            if not ids:
+                return replayed
             replies = await scripts.run_many(self.redis, [self.commands.replay(i.decode()) for i in ids])
             replayed += sum(1 for r in replies if int(r) == 1)
-        return replayed
 
     async def purge_dead(self) -> int:
         purged = 0
@@ -271,7 +279,11 @@ class SyncQueue(_Producer):
         jobs = [self._new_job(spec) for spec in specs]
         batches = self._batches(jobs)
         replies = scripts.run_many_sync(self.redis, [self.commands.enqueue_many(b) for b in batches])
-        return [e for batch, reply in zip(batches, replies, strict=True) for e in self._enqueued_many(batch, reply)]
+        return [
+            e
+            for batch, reply in zip(batches, replies, strict=True)
+            for e in self._enqueued_many(batch, reply)
+        ]
 
     def get_job(self, job_id: str) -> Job:
         return self._job(job_id, self.redis.hgetall(self.commands.keys.job(job_id)))  # type: ignore[arg-type]

@@ -20,10 +20,14 @@ class RetrySettings(BaseSettings):
         1.0, ge=0, description="Seconds before the first retry; each next retry doubles it (with jitter)."
     )
     backoff_cap_seconds: float = Field(
-        300.0, ge=0, description="Upper bound of one retry delay in seconds, so retries never stall for hours."
+        300.0,
+        ge=0,
+        description="Upper bound of one retry delay in seconds, so retries never stall for hours.",
     )
     default_timeout_seconds: float = Field(
-        300.0, gt=0, description="Seconds a job may run before it is cancelled and counts as a failed attempt."
+        300.0,
+        gt=0,
+        description="Seconds a job may run before it is cancelled and counts as a failed attempt.",
     )
 
 
@@ -40,19 +44,25 @@ class WorkerSettings(RetrySettings):
         30.0, gt=0, description="Lease of a claimed job; extended every third of it while the job runs."
     )
     heartbeat_seconds: float = Field(
-        2.0, gt=0, description="How often the worker reports its in-flight count (and extends leases); "
+        2.0,
+        gt=0,
+        description="How often the worker reports its in-flight count (and extends leases); "
         "the operator reads it to remove idle pods first.",
     )
     stalled_interval_seconds: float = Field(
         10.0, gt=0, description="How often one elected worker recovers jobs whose lease expired."
     )
     grace_period_seconds: float = Field(
-        25.0, ge=0, description="On SIGTERM, seconds in-flight jobs may finish before they are handed back; "
+        25.0,
+        ge=0,
+        description="On SIGTERM, seconds in-flight jobs may finish before they are handed back; "
         "below Kubernetes' default terminationGracePeriodSeconds of 30.",
     )
     pod_name: str = Field("", description="Pod name (downward API) so the operator can tell busy pods apart.")
     max_payload_bytes: int = Field(
-        keys.DEFAULT_MAX_PAYLOAD_BYTES, ge=1, description="Largest JSON payload accepted at enqueue, in bytes."
+        keys.DEFAULT_MAX_PAYLOAD_BYTES,
+        ge=1,
+        description="Largest JSON payload accepted at enqueue, in bytes.",
     )
     keep_completed: int = Field(
         1000, ge=0, description="Completed jobs kept for lookup; older ones are deleted as new ones finish."

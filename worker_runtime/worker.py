@@ -35,9 +35,9 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from worker_runtime import scripts
-from worker_runtime.batching import CallBatcher
 from worker_runtime.app import App, JobContext, JobDefinition, encode_payload
 from worker_runtime.backoff import Backoff
+from worker_runtime.batching import CallBatcher
 from worker_runtime.commands import QueueCommands, parse_claim
 from worker_runtime.connection import TRANSIENT_ERRORS
 from worker_runtime.errors import JobQueueError, Permanent
@@ -104,7 +104,9 @@ class Worker:
             asyncio.create_task(self._keep_leases(), name="jobqueue-leases"),
             asyncio.create_task(self._recover_stalled(), name="jobqueue-stalled"),
         ]
-        log.info("worker %s serving queue %r, concurrency %d", self.id, self.app.queue, self.settings.concurrency)
+        log.info(
+            "worker %s serving queue %r, concurrency %d", self.id, self.app.queue, self.settings.concurrency
+        )
         try:
             await self._claim_loop()
         finally:
@@ -191,7 +193,9 @@ class Worker:
         task = asyncio.create_task(self._execute(job), name=f"jobqueue-job-{job.id}")
         self.running[job.id] = RunningJob(job, task)
         self.metrics.in_flight.labels(self.app.queue).inc()
-        self.metrics.wait.labels(self.app.queue, job.name).observe(max(0.0, time.time() - job.ready_at_ms / 1000))
+        self.metrics.wait.labels(self.app.queue, job.name).observe(
+            max(0.0, time.time() - job.ready_at_ms / 1000)
+        )
         task.add_done_callback(lambda _: self._finished(job))
 
     def _finished(self, job: ClaimedJob) -> None:
@@ -249,7 +253,9 @@ class Worker:
         if definition.is_async:
             return await definition.handler(ctx, argument)
         # A thread cannot be cancelled: on timeout the job is failed and the thread runs out alone.
-        return await loop.run_in_executor(self._executor, functools.partial(definition.handler, ctx, argument))
+        return await loop.run_in_executor(
+            self._executor, functools.partial(definition.handler, ctx, argument)
+        )
 
     def _fail_call(self, job: ClaimedJob, exc: BaseException, *, permanent: bool = False) -> ScriptCall:
         message = f"{type(exc).__name__}: {exc}"
@@ -312,7 +318,9 @@ class Worker:
         """Let running jobs finish within the grace period, then hand the rest back."""
         if not self.running:
             return
-        log.info("draining %d job(s), grace period %.0fs", len(self.running), self.settings.grace_period_seconds)
+        log.info(
+            "draining %d job(s), grace period %.0fs", len(self.running), self.settings.grace_period_seconds
+        )
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await self.extend_leases()  # publish draining=True
         tasks = [r.task for r in self.running.values()]
@@ -325,7 +333,9 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
         if unfinished:
             calls = [self.commands.release(job.id, job.token) for job in unfinished]
-            replies = await self._with_reconnect(lambda: scripts.run_many(self.redis, calls, return_exceptions=True))
+            replies = await self._with_reconnect(
+                lambda: scripts.run_many(self.redis, calls, return_exceptions=True)
+            )
             released = sum(1 for r in replies if not isinstance(r, Exception) and int(r) == 1)
             for job in unfinished:
                 self.metrics.jobs.labels(self.app.queue, job.name, "released").inc()

@@ -17,7 +17,9 @@ from worker_runtime.keys import QueueKeys, validate_queue_name
 
 
 @given(st.floats(0.001, 10), st.floats(10, 600), st.integers(1, 30), st.integers(0, 2**32))
-def test_backoff_delays_never_shrink_and_stay_capped(base: float, cap: float, attempt: int, seed: int) -> None:
+def test_backoff_delays_never_shrink_and_stay_capped(
+    base: float, cap: float, attempt: int, seed: int
+) -> None:
     backoff, rng = Backoff(base, cap), random.Random(seed)
     delay, next_delay = backoff.delay(attempt, rng), backoff.delay(attempt + 1, rng)
     assert backoff.ceiling(attempt) / 2 <= delay <= backoff.ceiling(attempt) <= cap

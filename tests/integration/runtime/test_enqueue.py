@@ -70,7 +70,9 @@ async def test_delayed_job_is_not_ready(redis: aioredis.Redis, queue_name: str) 
     assert job.state is JobState.DELAYED
     stats = await queue.stats()
     assert (stats.waiting, stats.delayed, stats.oldest_ready_age_s) == (0, 1, 0.0)
-    assert (await queue.get_job(job.id)).ready_at == pytest.approx((await queue.get_job(job.id)).created_at + 60)
+    assert (await queue.get_job(job.id)).ready_at == pytest.approx(
+        (await queue.get_job(job.id)).created_at + 60
+    )
     await queue.aclose()
 
 
@@ -141,9 +143,15 @@ async def test_bad_input_is_refused_and_nothing_written(
 
 @pytest.mark.parametrize(
     ("payload", "message"),
-    [({"x": {1, 2}}, "not JSON-serialisable"), ({"x": math.nan}, "not JSON-serialisable"), (b"raw", "not JSON")],
+    [
+        ({"x": {1, 2}}, "not JSON-serialisable"),
+        ({"x": math.nan}, "not JSON-serialisable"),
+        (b"raw", "not JSON"),
+    ],
 )
-async def test_non_json_payload_is_refused(redis: aioredis.Redis, queue_name: str, payload: Any, message: str) -> None:
+async def test_non_json_payload_is_refused(
+    redis: aioredis.Redis, queue_name: str, payload: Any, message: str
+) -> None:
     queue = Queue(queue_name, redis)
     with pytest.raises(PayloadError, match=message):
         await queue.enqueue("job", payload)

@@ -66,7 +66,7 @@ async def test_sigkilled_worker_job_is_recovered_and_completed(
     job = await queue.enqueue("sleep", 1.5)
     victim = spawn_worker(redis_url, queue_name)
     try:
-        active = await finished(queue, job.id, JobState.ACTIVE, timeout=20)
+        active = await finished(queue, job.id, JobState.ACTIVE, within=20)
         assert active.attempts_made == 1
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
@@ -75,7 +75,7 @@ async def test_sigkilled_worker_job_is_recovered_and_completed(
     rescuer_app = App(queue_name)
     rescuer_app.jobs.update(worker_apps.app.jobs)
     start_worker(rescuer_app, lease_seconds=1.0)
-    done = await finished(queue, job.id, timeout=15)
+    done = await finished(queue, job.id, within=15)
     assert done.attempts_made == 2 and done.result == "slept 1.5s on attempt 2"
     counters = await queue.redis.hgetall(queue.commands.keys.counters)
     assert int(counters[b"stalled"]) == 1 and int(counters[b"completed"]) == 1
@@ -91,10 +91,18 @@ async def test_stale_token_completion_is_refused(redis: aioredis.Redis, queue: Q
     assert recovered == 1
     second = parse_claim(await scripts.run(redis, commands.claim("worker-b", 1, 60_000))).jobs[0]
     assert second.id == job.id and second.token != first.token
-    assert await scripts.run(redis, commands.complete(job.id, first.token, "1", -1)) == ScriptError.STALE_TOKEN
-    assert await scripts.run(redis, commands.fail(job.id, first.token, "e", "", 0, False)) == ScriptError.STALE_TOKEN
+    assert (
+        await scripts.run(redis, commands.complete(job.id, first.token, "1", -1)) == ScriptError.STALE_TOKEN
+    )
+    assert (
+        await scripts.run(redis, commands.fail(job.id, first.token, "e", "", 0, False))
+        == ScriptError.STALE_TOKEN
+    )
     assert await scripts.run(redis, commands.complete(job.id, second.token, '"b"', -1)) == 1
-    assert await scripts.run(redis, commands.complete(job.id, second.token, '"b"', -1)) == ScriptError.STALE_TOKEN
+    assert (
+        await scripts.run(redis, commands.complete(job.id, second.token, '"b"', -1))
+        == ScriptError.STALE_TOKEN
+    )
     done = await queue.get_job(job.id)
     assert done.state is JobState.COMPLETED and done.result == "b"
     assert (await queue.stats()).completed_total == 1
@@ -117,9 +125,11 @@ async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(
 ) -> None:
     short = await queue.enqueue("sleep", 0.3)
     long = await queue.enqueue("sleep", 30)
-    worker = spawn_worker(redis_url, queue_name, JOBQUEUE_GRACE_PERIOD_SECONDS="1.5", JOBQUEUE_LEASE_SECONDS="30")
+    worker = spawn_worker(
+        redis_url, queue_name, JOBQUEUE_GRACE_PERIOD_SECONDS="1.5", JOBQUEUE_LEASE_SECONDS="30"
+    )
     try:
-        await finished(queue, short.id, JobState.ACTIVE, timeout=20)
+        await finished(queue, short.id, JobState.ACTIVE, within=20)
         await finished(queue, long.id, JobState.ACTIVE)
         worker.send_signal(signal.SIGTERM)
         exit_code = await asyncio.to_thread(worker.wait, 20)
@@ -152,7 +162,9 @@ async def test_long_job_keeps_its_lease(app: App, queue: Queue, start_worker: Wo
     assert int((await queue.redis.hgetall(queue.commands.keys.counters)).get(b"stalled", 0)) == 0
 
 
-async def test_heartbeat_reports_pod_and_in_flight(app: App, queue: Queue, start_worker: WorkerFactory) -> None:
+async def test_heartbeat_reports_pod_and_in_flight(
+    app: App, queue: Queue, start_worker: WorkerFactory
+) -> None:
     release = asyncio.Event()
 
     @app.job()

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
@@ -30,12 +31,14 @@ from tests.support.wait import wait_for
 from worker_runtime import App, Backoff, Job, JobContext, JobState, Permanent, Queue
 
 
-async def finished(queue: Queue, job_id: str, state: JobState = JobState.COMPLETED, timeout: float = 10) -> Job:
+async def finished(
+    queue: Queue, job_id: str, state: JobState = JobState.COMPLETED, within: float = 10
+) -> Job:
     async def check() -> Job | None:
         job = await queue.get_job(job_id)
         return job if job.state is state else None
 
-    return await wait_for(check, timeout=timeout, message=f"job {job_id} reaches {state}")
+    return await wait_for(check, timeout=within, message=f"job {job_id} reaches {state}")
 
 
 async def test_async_and_sync_handlers_complete_with_results(
@@ -81,7 +84,9 @@ async def test_concurrency_cap_is_respected(app: App, queue: Queue, start_worker
     assert peak == 3
 
 
-async def test_fifo_within_priority_lower_number_first(app: App, queue: Queue, start_worker: WorkerFactory) -> None:
+async def test_fifo_within_priority_lower_number_first(
+    app: App, queue: Queue, start_worker: WorkerFactory
+) -> None:
     order: list[str] = []
 
     @app.job()
@@ -124,13 +129,13 @@ async def test_backoff_intervals_grow(app: App, queue: Queue, start_worker: Work
 
     job = await queue.enqueue("flaky", attempts=5, backoff=Backoff(base=0.1, cap=10))
     start_worker(app)
-    dead = await finished(queue, job.id, JobState.DEAD, timeout=15)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    dead = await finished(queue, job.id, JobState.DEAD, within=15)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     print(f"attempt gaps: {[round(g, 3) for g in gaps]}")
     assert len(starts) == 5 and dead.attempts_made == 5
     for attempt, gap in enumerate(gaps, start=1):
         assert gap >= Backoff(0.1, 10).ceiling(attempt) / 2
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:], strict=False))
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
 
 
 async def test_poison_job_is_dead_lettered_with_its_error(
@@ -184,7 +189,9 @@ async def test_unrecoverable_jobs_skip_retries(
     await blind.aclose()
 
 
-async def test_timeout_fails_the_attempt_and_retries(app: App, queue: Queue, start_worker: WorkerFactory) -> None:
+async def test_timeout_fails_the_attempt_and_retries(
+    app: App, queue: Queue, start_worker: WorkerFactory
+) -> None:
     @app.job()
     async def sometimes_slow(ctx: JobContext, payload: None) -> str:
         if ctx.attempt == 1:

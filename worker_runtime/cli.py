@@ -165,12 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     for entry in entry_points(group="jobqueue.commands"):
         plugin = sub.add_parser(entry.name, help=f"{entry.name} commands ({entry.module})", add_help=False)
         plugin.add_argument("args", nargs=argparse.REMAINDER)
-        plugin.set_defaults(func=lambda a, entry=entry: entry.load()(a.args))
+        plugin.set_defaults(func=lambda a, entry=entry: entry.load()(a.args), plugin=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "plugin", False):
+        # argparse refuses options (``dev -f x``) before a REMAINDER: hand the plugin its argv as is.
+        given = list(sys.argv[1:] if argv is None else argv)
+        args.args = given[given.index(args.command) + 1 :]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

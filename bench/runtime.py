@@ -1,5 +1,9 @@
 """Runtime benchmark: enqueue rates, drain rate of one worker process, pickup latency, worker RSS.
 
+"One by one" is single-job ``Queue.enqueue`` calls from concurrent callers, as a web app makes
+them (concurrent calls share round trips); a single sequential caller is also reported: it is
+bounded by the Redis round trip (also reported), whatever the client.
+
 Runs against its own redis-server on a free port (the same binary the tests use) and a real worker
 process (`python -m worker_runtime worker bench.apps:app`). Prints a table and writes JSON.
 
@@ -9,6 +13,7 @@ process (`python -m worker_runtime worker bench.apps:app`). Prints a table and w
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -21,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker_runtime import JobSpec, JobState, SyncQueue, connect_sync  # noqa: E402
+from worker_runtime import JobSpec, JobState, Queue, SyncQueue, connect, connect_sync  # noqa: E402
 from worker_runtime.embedded_redis import RedisServer  # noqa: E402
 
 TARGETS = {
@@ -39,11 +45,41 @@ TARGETS = {
 }
 
 
-def enqueue_one_by_one(queue: SyncQueue, count: int) -> float:
+def enqueue_sequential(queue: SyncQueue, count: int) -> float:
+    """One caller, one enqueue after another: bounded by the round trip, whatever the client."""
     started = time.perf_counter()
     for i in range(count):
         queue.enqueue("noop", {"i": i})
     return count / (time.perf_counter() - started)
+
+
+def enqueue_one_by_one(redis_url: str, count: int, callers: int) -> float:
+    """``callers`` concurrent callers (a web app's requests), each enqueueing single jobs."""
+
+    async def run() -> float:
+        client = connect(redis_url)
+        queue = Queue("bench", client)
+        await queue.enqueue("noop")  # load the scripts
+
+        async def caller() -> None:
+            for i in range(count // callers):
+                await queue.enqueue("noop", {"i": i})
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        elapsed = time.perf_counter() - started
+        await queue.aclose()
+        await client.aclose()
+        return (count // callers) * callers / elapsed
+
+    return asyncio.run(run())
+
+
+def round_trip_ms(client: redis.Redis, count: int = 2000) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        client.ping()
+    return (time.perf_counter() - started) / count * 1000
 
 
 def enqueue_bulk(queue: SyncQueue, count: int) -> float:
@@ -99,12 +135,14 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 1000) - 1]
 
 
-def run(jobs: int, concurrency: int, samples: int) -> dict[str, Any]:
+def run(jobs: int, concurrency: int, samples: int, callers: int) -> dict[str, Any]:
     with RedisServer() as server:
         client = connect_sync(server.url)
         queue = SyncQueue("bench", client)
         results: dict[str, Any] = {"redis_version": server.version()}
-        results["enqueue_one_by_one_per_s"] = enqueue_one_by_one(queue, 10_000)
+        results["redis_ping_round_trip_ms"] = round_trip_ms(client)
+        results["enqueue_sequential_per_s"] = enqueue_sequential(queue, 5_000)
+        results["enqueue_one_by_one_per_s"] = enqueue_one_by_one(server.url, 10_000, callers)
         client.delete(*client.keys("jq:{bench}:*"))
         results["enqueue_bulk_per_s"] = enqueue_bulk(queue, jobs)
         worker = start_worker(server.url, concurrency)
@@ -159,10 +197,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--callers", type=int, default=32, help="concurrent one-by-one enqueue callers")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "runtime.json")
     args = parser.parse_args()
-    params = {"jobs": args.jobs, "concurrency": args.concurrency, "samples": args.samples}
-    ok = report(run(args.jobs, args.concurrency, args.samples), args.out, params)
+    params = vars(args) | {"out": str(args.out)}
+    ok = report(run(args.jobs, args.concurrency, args.samples, args.callers), args.out, params)
     sys.exit(0 if ok else 1)
 
 

@@ -1,9 +1,9 @@
-"""Coalesce script calls made concurrently on one event loop into pipelined round trips.
+"""Coalesce calls made concurrently on one event loop into shared round trips.
 
-Callers ``await batcher.submit(call)`` as if each call were alone; while one pipeline is in
-flight, new calls queue up and go out together in the next one. A web app enqueueing from many
+Callers ``await coalescer.submit(item)`` as if each call were alone; while one round trip is in
+flight, new items queue up and go out together in the next one. A web app enqueueing from many
 concurrent requests, or a worker acknowledging many finished jobs, pays a fraction of a round trip
-per call instead of a whole one. A lost connection is retried with backoff; calls are not lost.
+per call instead of a whole one. A lost connection is retried with backoff; items are not lost.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -24,26 +25,30 @@ log = logging.getLogger("jobqueue.batching")
 
 RECONNECT = Backoff(base=0.1, cap=5.0)
 
+Item = TypeVar("Item")
+# send(items) returns one result per item, in order; an Exception in a slot fails only that item.
+Sender = Callable[[Sequence[Item]], Awaitable[Sequence[Any]]]
 
-class CallBatcher:
-    """One flusher task per batcher, started lazily on the first call."""
 
-    def __init__(self, client: aioredis.Redis, max_batch: int = 1000) -> None:
-        self.client = client
+class Coalescer(Generic[Item]):
+    """One flusher task per coalescer, started lazily on the first call."""
+
+    def __init__(self, send: Sender[Item], max_batch: int = 1000) -> None:
+        self.send = send
         self.max_batch = max_batch
-        self._pending: list[tuple[ScriptCall, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Item, asyncio.Future[Any]]] = []
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._flusher: asyncio.Task[None] | None = None
 
-    async def submit(self, call: ScriptCall) -> Any:
+    async def submit(self, item: Item) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((call, future))
+        self._pending.append((item, future))
         self._idle.clear()
         self._ready.set()
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_forever(), name="jobqueue-batcher")
+            self._flusher = asyncio.create_task(self._flush_forever(), name="jobqueue-coalescer")
         return await future
 
     async def _flush_forever(self) -> None:
@@ -55,17 +60,20 @@ class CallBatcher:
                 await self._send(batch)
             self._idle.set()
 
-    async def _send(self, batch: list[tuple[ScriptCall, asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[tuple[Item, asyncio.Future[Any]]]) -> None:
         failures = 0
         while True:
             try:
-                replies = await scripts.run_many(self.client, [c for c, _ in batch], return_exceptions=True)
+                replies = await self.send([item for item, _ in batch])
                 break
             except TRANSIENT_ERRORS as exc:
                 failures += 1
                 delay = RECONNECT.delay(failures)
                 log.warning("redis unavailable (%s); resending %d call(s) in %.1fs", exc, len(batch), delay)
                 await asyncio.sleep(delay)
+            except Exception as exc:  # a bug or a server error: fail these callers, keep serving
+                replies = [exc] * len(batch)
+                break
         for (_, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue  # the caller gave up (cancelled)
@@ -82,3 +90,12 @@ class CallBatcher:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
+
+
+def script_batcher(client: aioredis.Redis, max_batch: int = 1000) -> Coalescer[ScriptCall]:
+    """A coalescer of script calls: each batch is one pipeline."""
+
+    async def send(calls: Sequence[ScriptCall]) -> list[Any]:
+        return await scripts.run_many(client, calls, return_exceptions=True)
+
+    return Coalescer(send, max_batch)

@@ -70,7 +70,7 @@ class Job:
             error=error.decode() if error else None,
             traceback=traceback.decode() if traceback else None,
             created_at=_ms_to_s(h.get(b"created_at")),
-            ready_at=_ms_to_s(h.get(b"ready_at")),
+            ready_at=_ms_to_s(h.get(b"ready_at") or h.get(b"created_at")),
             started_at=_ms_to_s(h.get(b"started_at")),
             finished_at=_ms_to_s(h.get(b"finished_at")),
         )
@@ -105,17 +105,18 @@ class ClaimedJob:
         def text(v: Any) -> str:
             return v.decode() if isinstance(v, bytes) else str(v)
 
+        timeout_ms, backoff_base_ms, backoff_cap_ms = (int(v) for v in text(row[5]).split(":"))
         return cls(
             id=text(row[0]),
             name=text(row[1]),
             payload=row[2],
             attempt=int(row[3]),
             attempts=int(row[4]),
-            timeout_ms=int(row[5]),
-            backoff_base_ms=int(row[6]),
-            backoff_cap_ms=int(row[7]),
-            ready_at_ms=int(row[8]),
-            token=text(row[9]),
+            timeout_ms=timeout_ms,
+            backoff_base_ms=backoff_base_ms,
+            backoff_cap_ms=backoff_cap_ms,
+            ready_at_ms=int(row[6]),
+            token=text(row[7]),
         )
 
 

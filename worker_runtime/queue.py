@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from worker_runtime import keys as keyspace
 from worker_runtime import scripts
 from worker_runtime.app import App, encode_payload
 from worker_runtime.backoff import Backoff
-from worker_runtime.batching import CallBatcher
+from worker_runtime.batching import Coalescer
 from worker_runtime.commands import NewJob, QueueCommands, parse_probe
 from worker_runtime.errors import EnqueueError, JobNotFound
 from worker_runtime.job import EnqueuedJob, Job, JobState, QueueStats
@@ -167,7 +167,7 @@ class Queue(_Producer):
     ) -> None:
         super().__init__(name, app=app, defaults=defaults, max_payload_bytes=max_payload_bytes)
         self.redis = redis_client
-        self._batcher: CallBatcher | None = None
+        self._coalescer: Coalescer[NewJob] | None = None
 
     async def enqueue(
         self,
@@ -183,17 +183,24 @@ class Queue(_Producer):
     ) -> EnqueuedJob:
         """Add a job and return its id at once. An existing ``job_id`` is not enqueued twice.
 
-        Concurrent calls on one event loop share pipelined round trips (see ``batching``).
+        Concurrent calls on one event loop are written together by one bulk script call per round
+        trip (see ``batching``); each caller still gets its own result once its job is written.
         """
         job = self._new_job(JobSpec(name, payload, job_id, priority, delay, attempts, backoff, timeout))
-        if self._batcher is None:
-            self._batcher = CallBatcher(self.redis)
-        return self._enqueued(job, await self._batcher.submit(self.commands.enqueue(job)))
+        if self._coalescer is None:
+            self._coalescer = Coalescer(self._write, max_batch=ENQUEUE_BATCH)
+        result: EnqueuedJob = await self._coalescer.submit(job)
+        return result
+
+    async def _write(self, jobs: Sequence[NewJob]) -> list[EnqueuedJob]:
+        if len(jobs) == 1:
+            return [self._enqueued(jobs[0], await scripts.run(self.redis, self.commands.enqueue(jobs[0])))]
+        return self._enqueued_many(list(jobs), await scripts.run(self.redis, self.commands.enqueue_many(jobs)))
 
     async def aclose(self) -> None:
-        """Stop the enqueue batcher (the Redis client stays the caller's)."""
-        if self._batcher is not None:
-            await self._batcher.aclose()
+        """Stop the enqueue coalescer (the Redis client stays the caller's)."""
+        if self._coalescer is not None:
+            await self._coalescer.aclose()
 
     async def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
         """Validate every job first (all or nothing), then add them in one round trip."""

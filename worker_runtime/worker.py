@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from worker_runtime import scripts
 from worker_runtime.app import App, JobContext, JobDefinition, encode_payload
 from worker_runtime.backoff import Backoff
-from worker_runtime.batching import CallBatcher
+from worker_runtime.batching import script_batcher
 from worker_runtime.commands import QueueCommands, parse_claim
 from worker_runtime.connection import TRANSIENT_ERRORS
 from worker_runtime.errors import JobQueueError, Permanent
@@ -83,7 +83,7 @@ class Worker:
         self.healthy = False
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._acks = CallBatcher(redis_client)
+        self._acks = script_batcher(redis_client)
         self._executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="jobqueue-job")
         self._lease_ms = round(self.settings.lease_seconds * 1000)
 

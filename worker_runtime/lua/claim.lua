@@ -7,8 +7,8 @@
   ARGV[4] lease ms         ARGV[5] max jobs to promote per scheduled set
 
   Returns {next_due_in_ms, job...} where next_due_in_ms is how long until the earliest job left in
-  delayed/retry is due (-1 if none), so an idle worker knows how long it may block and each job is {id, name, payload, attempts_made, attempts, timeout_ms,
-  backoff_base_ms, backoff_cap_ms, ready_at, token}.
+  delayed/retry is due (-1 if none), so an idle worker knows how long it may block and each job is {id, name, payload, attempts_made, attempts, limits,
+  ready_at (created_at if never delayed), token}.
   Invariant: a claimed job leaves waiting and enters active (scored by lease expiry) in one step;
   its token is "<worker id>:<attempt>", so a lease recovered and claimed again gets a new token.
 ]]
@@ -61,9 +61,8 @@ if count > 0 then
     rcall("HSET", job_key, "state", "active", "token", token, "worker", worker_id,
       "started_at", int_str(now))
     rcall("ZADD", active_key, expiry, job_id)
-    local f = rcall("HMGET", job_key, "name", "payload", "attempts", "timeout_ms",
-      "backoff_base_ms", "backoff_cap_ms", "ready_at")
-    result[#result + 1] = {job_id, f[1], f[2], attempt, f[3], f[4], f[5], f[6], f[7], token}
+    local f = rcall("HMGET", job_key, "name", "payload", "attempts", "limits", "ready_at", "created_at")
+    result[#result + 1] = {job_id, f[1], f[2], attempt, f[3], f[4], f[5] or f[6], token}
   end
 end
 

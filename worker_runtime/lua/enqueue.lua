@@ -5,7 +5,7 @@
   KEYS[5] marker           KEYS[6] seq           KEYS[7] counters
   ARGV[1] job id           ARGV[2] job name      ARGV[3] payload (JSON)
   ARGV[4] priority offset (priority + 1e6, >= 0) ARGV[5] delay ms (0 = now)
-  ARGV[6] attempts         ARGV[7] backoff base ms ARGV[8] backoff cap ms  ARGV[9] timeout ms
+  ARGV[6] attempts         ARGV[7] limits "<timeout ms>:<backoff base ms>:<backoff cap ms>"
 
   Returns {1, state} for a new job, {0, state} when the id exists already (an idempotency key:
   the existing job is left as it is).
@@ -33,12 +33,12 @@ if delay > 0 then
   state = "delayed"
 end
 
+-- ready_at is written only when it differs from created_at: fewer fields, faster bulk writes.
 rcall("HSET", job_key, "name", ARGV[2], "payload", ARGV[3], "state", state, "score", score,
-  "attempts", ARGV[6], "attempts_made", 0,
-  "backoff_base_ms", ARGV[7], "backoff_cap_ms", ARGV[8], "timeout_ms", ARGV[9],
-  "created_at", int_str(now), "ready_at", int_str(ready_at))
+  "attempts", ARGV[6], "limits", ARGV[7], "created_at", int_str(now))
 
 if delay > 0 then
+  rcall("HSET", job_key, "ready_at", int_str(ready_at))
   rcall("ZADD", delayed_key, int_str(ready_at), job_id)
 else
   rcall("ZADD", waiting_key, score, job_id)

@@ -3,9 +3,10 @@
 
   KEYS[1] waiting   KEYS[2] ready_since   KEYS[3] delayed   KEYS[4] marker   KEYS[5] seq
   KEYS[6] counters
-  ARGV[1] job key prefix   ARGV[2] number of jobs N
-  ARGV[3 + 9*(i-1) .. ] per job: id, name, payload, priority offset, delay ms, attempts,
-  backoff base ms, backoff cap ms, timeout ms  (as in enqueue.lua)
+  ARGV[1] job key prefix   ARGV[2] number of jobs N   ARGV[3] number of distinct option sets K
+  ARGV[4 .. 3 + 4K]  option sets: priority offset, delay ms, attempts, limits (as in enqueue.lua)
+  then per job: id, name, payload, option set number (1-based)
+  Bulk jobs usually share their options, so each job carries 4 arguments instead of 9.
 
   Returns {created flag, state, created flag, state, ...} in job order; an id that exists already
   is left as it is (created flag 0).
@@ -16,7 +17,8 @@
 local rcall = redis.call
 local waiting_key, ready_since_key, delayed_key = KEYS[1], KEYS[2], KEYS[3]
 local marker_key, seq_key, counters_key = KEYS[4], KEYS[5], KEYS[6]
-local prefix, count = ARGV[1], tonumber(ARGV[2])
+local prefix, count, option_sets = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local first_job_arg = 4 + 4 * option_sets
 local now = now_ms()
 local now_str = int_str(now)
 local result = {}
@@ -25,8 +27,9 @@ local created = 0
 local first_seq = rcall("INCRBY", seq_key, count) - count
 
 for i = 0, count - 1 do
-  local base = 3 + 9 * i
+  local base = first_job_arg + 4 * i
   local job_id = ARGV[base]
+  local o = 4 + 4 * (tonumber(ARGV[base + 3]) - 1)
   local job_key = prefix .. job_id
   local existing = rcall("HGET", job_key, "state")
   if existing then
@@ -34,18 +37,17 @@ for i = 0, count - 1 do
     result[#result + 1] = existing
   else
     local seq = (first_seq + i + 1) % 4294967296
-    local score = int_str(tonumber(ARGV[base + 3]) * 4294967296 + seq)
-    local delay = tonumber(ARGV[base + 4])
-    local ready_at = int_str(now + delay)
+    local score = int_str(tonumber(ARGV[o]) * 4294967296 + seq)
+    local delay = tonumber(ARGV[o + 1])
     local state = "waiting"
     if delay > 0 then
       state = "delayed"
     end
     rcall("HSET", job_key, "name", ARGV[base + 1], "payload", ARGV[base + 2], "state", state,
-      "score", score, "attempts", ARGV[base + 5],
-      "attempts_made", 0, "backoff_base_ms", ARGV[base + 6], "backoff_cap_ms", ARGV[base + 7],
-      "timeout_ms", ARGV[base + 8], "created_at", now_str, "ready_at", ready_at)
+      "score", score, "attempts", ARGV[o + 2], "limits", ARGV[o + 3], "created_at", now_str)
     if delay > 0 then
+      local ready_at = int_str(now + delay)
+      rcall("HSET", job_key, "ready_at", ready_at)
       rcall("ZADD", delayed_key, ready_at, job_id)
     else
       rcall("ZADD", waiting_key, score, job_id)

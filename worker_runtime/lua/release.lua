@@ -14,7 +14,7 @@ local rcall = redis.call
 local job_key, active_key, waiting_key, ready_since_key, marker_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local job_id, token = ARGV[1], ARGV[2]
 
-local f = rcall("HMGET", job_key, "state", "token", "ready_at")
+local f = rcall("HMGET", job_key, "state", "token", "ready_at", "created_at")
 if not f[1] then
   return -1
 end
@@ -24,6 +24,6 @@ end
 rcall("ZREM", active_key, job_id)
 rcall("HINCRBY", job_key, "attempts_made", -1)
 rcall("HDEL", job_key, "token")
-make_ready(job_key, job_id, waiting_key, ready_since_key, tonumber(f[3]))
+make_ready(job_key, job_id, waiting_key, ready_since_key, tonumber(f[3] or f[4]))
 wake(marker_key)
 return 1

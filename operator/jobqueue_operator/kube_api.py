@@ -1,0 +1,232 @@
+"""The thin async Kubernetes client of the operator: aiohttp with the credentials kopf logged in with.
+
+Every call names the ``(apiGroup, resource, verb)`` it needs in ``CALLS``; a unit test renders the
+chart's RBAC and checks that it grants exactly these plus what kopf itself needs (``KOPF_CALLS``).
+
+The server and credentials come from the operator's memo (set by the login handler of ``cli``, or
+by whoever embeds the operator), never from module globals, so several operators in one process
+(tests) each talk to their own API server.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import tempfile
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+import kopf
+
+from jobqueue_operator import spec
+
+Body = dict[str, Any]
+MERGE_PATCH: Final = "application/merge-patch+json"
+
+
+@dataclass(frozen=True, order=True)
+class ApiCall:
+    """One permission: verb on resource (``deployments/scale`` for a subresource) in an API group."""
+
+    group: str
+    resource: str
+    verb: str
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace is not None:
+            base += f"/namespaces/{urllib.parse.quote(namespace)}"
+        url = f"{base}/{self.plural}"
+        if name is not None:
+            url += f"/{urllib.parse.quote(name)}"
+        return url + (f"/{subresource}" if subresource else "")
+
+    def call(self, verb: str, subresource: str | None = None) -> ApiCall:
+        return ApiCall(self.group, f"{self.plural}/{subresource}" if subresource else self.plural, verb)
+
+
+DEPLOYMENTS: Final = Resource("apps", "v1", "deployments")
+PODS: Final = Resource("", "v1", "pods")
+SECRETS: Final = Resource("", "v1", "secrets")
+HPAS: Final = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+
+# Every call of this module; keep in step with the methods of ``KubeApi`` (a test checks both ways).
+CALLS: Final = frozenset(
+    {
+        DEPLOYMENTS.call("get"),
+        DEPLOYMENTS.call("create"),
+        DEPLOYMENTS.call("patch"),
+        DEPLOYMENTS.call("patch", "scale"),
+        PODS.call("list"),
+        PODS.call("patch"),
+        SECRETS.call("get"),
+        HPAS.call("list"),
+    }
+)
+
+# What kopf does on the operator's behalf: watch and patch JobQueues (finalizers, annotations,
+# status), post Events, find the namespaces it serves and notice the CRD.
+KOPF_CALLS: Final = frozenset(
+    {
+        ApiCall(spec.GROUP, spec.PLURAL, "list"),
+        ApiCall(spec.GROUP, spec.PLURAL, "watch"),
+        ApiCall(spec.GROUP, spec.PLURAL, "patch"),
+        ApiCall(spec.GROUP, f"{spec.PLURAL}/status", "patch"),
+        ApiCall("", "events", "create"),
+        ApiCall("", "namespaces", "list"),
+        ApiCall("", "namespaces", "watch"),
+        ApiCall("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+        ApiCall("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    }
+)
+
+
+class ApiError(Exception):
+    """An HTTP error answer of the API server."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def connection_from_memo(memo: Mapping[str, Any]) -> kopf.ConnectionInfo:
+    """The API server to talk to: ``memo['connection']`` (a ConnectionInfo) or ``memo['server']``."""
+    info = memo.get("connection")
+    if isinstance(info, kopf.ConnectionInfo):
+        return info
+    server = memo.get("server")
+    if isinstance(server, str) and server:
+        return kopf.ConnectionInfo(server=server)
+    raise kopf.TemporaryError("not logged in to the API server yet", delay=1)
+
+
+def _ssl_context(info: kopf.ConnectionInfo, scratch: Path) -> ssl.SSLContext | bool:
+    if not info.server.startswith("https"):
+        return True
+    if info.insecure:
+        return False
+    context = ssl.create_default_context(
+        cafile=str(info.ca_path) if info.ca_path else None,
+        cadata=info.ca_data.decode() if isinstance(info.ca_data, bytes) else info.ca_data,
+    )
+    cert, key = info.certificate_path, info.private_key_path
+    if info.certificate_data and info.private_key_data:
+        cert, key = scratch / "client.crt", scratch / "client.key"
+        cert.write_bytes(_bytes(info.certificate_data))
+        key.write_bytes(_bytes(info.private_key_data))
+    if cert and key:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _auth_headers(info: kopf.ConnectionInfo) -> dict[str, str]:
+    if info.token:
+        return {"Authorization": f"{info.scheme or 'Bearer'} {info.token}"}
+    if info.username and info.password:
+        return {"Authorization": aiohttp.BasicAuth(info.username, info.password).encode()}
+    return {}
+
+
+class KubeApi:
+    """The calls the operator makes, over one aiohttp session (create it in the operator's loop)."""
+
+    def __init__(self, info: kopf.ConnectionInfo, timeout: float = 10.0) -> None:
+        self.server = info.server.rstrip("/")
+        self._scratch = tempfile.TemporaryDirectory(prefix="jobqueue-operator-")
+        connector = aiohttp.TCPConnector(ssl=_ssl_context(info, Path(self._scratch.name)), limit=20)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"Accept": "application/json", **_auth_headers(info)},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+        self._scratch.cleanup()
+
+    async def _request(self, method: str, url: str, body: Any = None, content_type: str = "") -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": content_type or "application/json"} if data is not None else {}
+        async with self._session.request(method, self.server + url, data=data, headers=headers) as response:
+            text = await response.text()
+            if response.status >= 400:
+                raise ApiError(response.status, _message(text))
+            return json.loads(text) if text else None
+
+    async def _get_or_none(self, url: str) -> Body | None:
+        try:
+            found: Body = await self._request("GET", url)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    # -- deployments
+
+    async def get_deployment(self, namespace: str, name: str) -> Body | None:
+        return await self._get_or_none(DEPLOYMENTS.path(namespace, name))
+
+    async def create_deployment(self, namespace: str, body: Body) -> Body:
+        created: Body = await self._request("POST", DEPLOYMENTS.path(namespace), body)
+        return created
+
+    async def patch_deployment(self, namespace: str, name: str, patch: Body) -> Body:
+        patched: Body = await self._request("PATCH", DEPLOYMENTS.path(namespace, name), patch, MERGE_PATCH)
+        return patched
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        patch = {"spec": {"replicas": replicas}}
+        await self._request("PATCH", DEPLOYMENTS.path(namespace, name, "scale"), patch, MERGE_PATCH)
+
+    # -- pods
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Body]:
+        query = urllib.parse.urlencode({"labelSelector": label_selector})
+        listed = await self._request("GET", f"{PODS.path(namespace)}?{query}")
+        return list(listed.get("items") or [])
+
+    async def annotate_pod(self, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        patch = {"metadata": {"annotations": dict(annotations)}}
+        await self._request("PATCH", PODS.path(namespace, name), patch, MERGE_PATCH)
+
+    # -- secrets and autoscalers
+
+    async def get_secret(self, namespace: str, name: str) -> Body | None:
+        return await self._get_or_none(SECRETS.path(namespace, name))
+
+    async def list_hpas(self, namespace: str) -> list[Body]:
+        """HorizontalPodAutoscalers of the namespace; none where the API server does not serve them."""
+        try:
+            listed = await self._request("GET", HPAS.path(namespace))
+        except ApiError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list(listed.get("items") or [])
+
+
+def _message(text: str) -> str:
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text[:200]
+    if isinstance(payload, dict):
+        return str(payload.get("message") or payload.get("reason") or text[:200])
+    return text[:200]

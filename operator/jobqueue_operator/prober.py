@@ -77,7 +77,11 @@ class Prober:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         batch.waiters.setdefault(queue, []).append(future)
-        return await future
+        try:
+            async with asyncio.timeout(self.window + self.attempts * (self.timeout + self.max_backoff)):
+                return await future
+        except TimeoutError:
+            raise ProbeError("the probe timed out") from None
 
     async def probe_many(self, url: str, queues: Sequence[str]) -> dict[str, QueueObservation]:
         """All queues of one URL in one pipelined round trip, retried with backoff."""
@@ -95,17 +99,22 @@ class Prober:
         raise AssertionError("unreachable")
 
     async def _flush_later(self, url: str, batch: _Batch) -> None:
-        await asyncio.sleep(self.window)
-        if self._pending.get(url) is batch:
-            del self._pending[url]
+        found: dict[str, QueueObservation] = {}
+        error: BaseException | None = ProbeError("the probe was cancelled")
         try:
+            await asyncio.sleep(self.window)
+            if self._pending.get(url) is batch:
+                del self._pending[url]
             found = await self.probe_many(url, list(batch.waiters))
+            error = None
         except Exception as exc:
-            for futures in batch.waiters.values():
-                _settle(futures, error=exc)
-            return
-        for name, futures in batch.waiters.items():
-            _settle(futures, result=found.get(name))
+            error = exc
+        finally:
+            # Every waiter gets an answer, even when this task is cancelled at shutdown.
+            if self._pending.get(url) is batch:
+                del self._pending[url]
+            for name, futures in batch.waiters.items():
+                _settle(futures, result=found.get(name), error=error)
 
     async def close(self) -> None:
         """Cancel pending batches and close the clients."""
@@ -128,7 +137,7 @@ def _settle(
     for future in futures:
         if future.done():
             continue
-        if result is not None:
+        if result is not None and error is None:
             future.set_result(result)
         else:
             future.set_exception(ProbeError(str(error)) if error else ProbeError("no reply for the queue"))

@@ -16,8 +16,8 @@ from typing import Any
 import kopf
 import pytest
 import redis.asyncio as aioredis
-
 from jobqueue_operator import handlers
+
 from tests.support.emulator import RealisticEmulator
 from tests.support.kube_client import DEPLOYMENTS, EVENTS, JOBQUEUES, SECRETS, AsyncKube, secret_body
 from tests.support.kube_fixtures import PRODUCT_CRD_PATH, StartOperator
@@ -50,7 +50,9 @@ def jobqueue_spec(queue: str, *, secret: str = "redis") -> Body:
 def merge(base: Body, overrides: Body) -> Body:
     out = copy.deepcopy(base)
     for key, value in overrides.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 

@@ -8,6 +8,8 @@ released; operator restart -> status.policy carried over.
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.integration.operator.conftest import OperatorEnv
 from tests.support.kube_client import JOBQUEUES
 from tests.support.wait import wait_for
@@ -62,3 +64,58 @@ async def test_delete_releases_the_finalizer(operator_env: OperatorEnv) -> None:
     await wait_for(lambda: env.condition("Ready"), message="first pass")
     await env.kube.delete(JOBQUEUES, "q1")
     await wait_for(lambda: env.emulator.get_object(JOBQUEUES, "default", "q1") is None, message="gone")
+
+
+async def test_paused_by_spec_or_annotation_leaves_replicas_alone(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    await env.start()
+    await env.create("q1", {"scaling": {"paused": True}})
+    await env.create("q2", annotations={"jobqueue.dev/paused": "true"})
+    await env.enqueue(6)
+    for name, reason in (("q1", "PausedBySpec"), ("q2", "PausedByAnnotation")):
+        paused = await wait_for(lambda n=name: env.condition("Paused", n), message=f"{name} Paused")
+        assert paused["status"] == "True" and paused["reason"] == reason
+        await wait_for(lambda n=name: env.status(n).get("waiting") == 6, message=f"{name} still probed")
+        assert env.replicas(f"{name}-worker") == 0 and env.status(name)["lastDecision"] == "paused"
+    await env.kube.patch(JOBQUEUES, "q2", {"metadata": {"annotations": {"jobqueue.dev/paused": None}}})
+    await wait_for(lambda: env.replicas("q2-worker") == 3, timeout=3, message="resumed and scaled")
+    assert env.replicas("q1-worker") == 0
+
+
+async def test_spec_change_is_picked_up(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    await env.start()
+    await env.create()
+    await env.enqueue(8)
+    await wait_for(lambda: env.replicas() == 4, timeout=3, message="up to 4")
+    await env.kube.patch(
+        JOBQUEUES, "q1", {"spec": {"scaling": {"maxReplicas": 2}, "workers": {"concurrency": 3}}}
+    )
+    await wait_for(lambda: env.replicas() == 2, timeout=3, message="clamped to the new maxReplicas")
+    await wait_for(lambda: env.status().get("observedGeneration") == 2, message="generation 2 observed")
+
+    def concurrency() -> str | None:
+        container = env.deployment()["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+        return next(e.get("value") for e in container["env"] if e["name"] == "JOBQUEUE_CONCURRENCY")
+
+    await wait_for(lambda: concurrency() == "3", message="the template follows the spec")
+    assert env.replicas() == 2
+
+
+async def test_restart_keeps_policy_state(operator_env: OperatorEnv) -> None:
+    env = operator_env
+    first = await env.start()
+    await env.create("q1", {"scaling": {"scaleDown": {"stabilizationWindowSeconds": 600}}})
+    await env.enqueue(6)
+    await wait_for(lambda: env.status().get("desiredReplicas") == 3, timeout=3, message="scaled up")
+    policy = env.status()["policy"]
+    assert policy["scaleEvents"] and policy["enqueuedTotal"] == 6
+    await asyncio.to_thread(first.stop)
+
+    await env.drain()
+    await env.start()
+    # A fresh policy would shrink at once; the restored window (600 s) holds the peak need of 3.
+    await wait_for(lambda: env.status().get("waiting") == 0, timeout=3, message="the new operator polled")
+    status = env.status()
+    assert env.replicas() == 3 and status["desiredReplicas"] == 3, status["lastDecision"]
+    assert status["policy"]["scaleEvents"][0] == policy["scaleEvents"][0]

@@ -9,22 +9,21 @@ namespace.
 */}}
 {{- define "jobqueue-operator.namespacedRules" -}}
 # JobQueue objects: kopf lists and watches them and patches finalizers and annotations.
-- {apiGroups: ["jobqueue.dev"], resources: ["jobqueues"], verbs: ["get", "list", "watch", "patch"]}
+- {apiGroups: ["jobqueue.dev"], resources: ["jobqueues"], verbs: ["list", "watch", "patch"]}
 # JobQueue status: depth, replicas, conditions.
-- {apiGroups: ["jobqueue.dev"], resources: ["jobqueues/status"], verbs: ["get", "patch"]}
-# Worker Deployments: created from the pod template, or referenced, and watched.
-- {apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list", "watch", "create", "patch"]}
+- {apiGroups: ["jobqueue.dev"], resources: ["jobqueues/status"], verbs: ["patch"]}
+# Worker Deployments: created from the pod template (template kept up to date), or referenced.
+- {apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "create", "patch"]}
 # Scaling goes through the scale subresource.
-- {apiGroups: ["apps"], resources: ["deployments/scale"], verbs: ["get", "patch"]}
+- {apiGroups: ["apps"], resources: ["deployments/scale"], verbs: ["patch"]}
 # Worker pods: idle ones are marked with controller.kubernetes.io/pod-deletion-cost before scale-down.
 - {apiGroups: [""], resources: ["pods"], verbs: ["list", "patch"]}
 # Events about JobQueues (kopf posts core v1 Events).
 - {apiGroups: [""], resources: ["events"], verbs: ["create"]}
-- {apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create"]}
 # The Redis connection Secret a JobQueue refers to.
 - {apiGroups: [""], resources: ["secrets"], verbs: ["get"]}
 # An HPA on the same Deployment is reported as a conflict, never changed.
-- {apiGroups: ["autoscaling"], resources: ["horizontalpodautoscalers"], verbs: ["get", "list"]}
+- {apiGroups: ["autoscaling"], resources: ["horizontalpodautoscalers"], verbs: ["list"]}
 {{- if and .Values.ha.enabled (not (include "jobqueue-operator.allNamespaces" .)) }}
 # Peering between the operator pods (namespaced operators use KopfPeering).
 - {apiGroups: ["kopf.dev"], resources: ["kopfpeerings"], verbs: ["get", "list", "watch", "patch"]}

@@ -46,7 +46,7 @@ async def test_missing_secret_and_key_are_reported(operator_env: OperatorEnv) ->
     await env.create("q2", {"queue": {"redis": {"urlSecretRef": {"name": "nokey"}}}})
     for name, reason in (("q1", "SecretNotFound"), ("q2", "SecretKeyNotFound")):
         cond = await wait_for(
-            lambda n=name: (
+            lambda n=name, reason=reason: (
                 env.condition("Degraded", n).get("reason") == reason and env.condition("Degraded", n)
             ),
             message=reason,

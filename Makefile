@@ -57,7 +57,7 @@ verify-crds: install ## fail when the checked-in CRDs differ from the models
 .PHONY: bench
 bench: install ## run the benchmarks; figures printed and written to bench/results/*.json
 	$(BIN)/python bench/runtime.py
-	$(BIN)/python bench/operator.py
+	$(BIN)/python -m bench.operator
 
 .PHONY: e2e-kind
 e2e-kind: ## end-to-end on a kind cluster (needs Docker, kind, kubectl, helm; not runnable here)

@@ -29,12 +29,13 @@ def _options() -> dict[str, Any]:
     return {"health_check_interval": 30, "socket_keepalive": True, "socket_connect_timeout": 5}
 
 
-def connect(url: str, **overrides: Any) -> aioredis.Redis:
-    """An async client that retries a command 3 times with backoff (0.1 s to 2 s) on connection loss."""
-    retry = AsyncRetry(ExponentialBackoff(cap=2.0, base=0.1), 3)
+def connect(url: str, *, retries: int = 3, **overrides: Any) -> aioredis.Redis:
+    """An async client that retries a command ``retries`` times with backoff (0.1 s to 2 s) on
+    connection loss; callers with their own retry loop pass ``retries=0``."""
+    retry = AsyncRetry(ExponentialBackoff(cap=2.0, base=0.1), retries)
     return aioredis.Redis.from_url(url, retry=retry, retry_on_error=_RETRY_ERRORS, **(_options() | overrides))
 
 
-def connect_sync(url: str, **overrides: Any) -> redis.Redis:
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), 3)
+def connect_sync(url: str, *, retries: int = 3, **overrides: Any) -> redis.Redis:
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
     return redis.Redis.from_url(url, retry=retry, retry_on_error=_RETRY_ERRORS, **(_options() | overrides))

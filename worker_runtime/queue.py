@@ -195,7 +195,8 @@ class Queue(_Producer):
     async def _write(self, jobs: Sequence[NewJob]) -> list[EnqueuedJob]:
         if len(jobs) == 1:
             return [self._enqueued(jobs[0], await scripts.run(self.redis, self.commands.enqueue(jobs[0])))]
-        return self._enqueued_many(list(jobs), await scripts.run(self.redis, self.commands.enqueue_many(jobs)))
+        reply = await scripts.run(self.redis, self.commands.enqueue_many(jobs))
+        return self._enqueued_many(list(jobs), reply)
 
     async def aclose(self) -> None:
         """Stop the enqueue coalescer (the Redis client stays the caller's)."""

@@ -28,8 +28,9 @@ class ProbeError(Exception):
 
 
 def _connect(url: str) -> aioredis.Redis:
-    # Short connect timeout: a probe that hangs delays every JobQueue sharing the URL.
-    return connection.connect(url, socket_connect_timeout=2.0, socket_timeout=5.0)
+    # Short timeouts: a probe that hangs delays every JobQueue sharing the URL. The prober retries
+    # with its own backoff, so the client does not retry underneath it.
+    return connection.connect(url, retries=0, socket_connect_timeout=2.0, socket_timeout=5.0)
 
 
 @dataclass

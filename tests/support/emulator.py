@@ -967,3 +967,15 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             "groupVersion": f"{group}/{version}" if group else str(version),
             "resources": entries,
         }
+
+
+# Seconds the server waits for open requests at shutdown before cancelling them. Watch streams of
+# an operator that already stopped would otherwise hold every test's teardown for aiohttp's 60 s.
+SHUTDOWN_TIMEOUT_S = 1.0
+
+
+def shorten_shutdown(server: Any) -> None:
+    """Apply SHUTDOWN_TIMEOUT_S to a started ``kmock.Server``."""
+    runner = getattr(server.server, "runner", None)
+    if runner is not None:
+        runner._shutdown_timeout = SHUTDOWN_TIMEOUT_S

@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, Self, TypeVar
 
 import kmock
 
-from tests.support.emulator import RealisticEmulator
+from tests.support.emulator import RealisticEmulator, shorten_shutdown
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -90,6 +90,7 @@ class EmulatorThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         async with RealisticEmulator(**self.options) as emulator, kmock.Server(emulator) as server:
+            shorten_shutdown(server)
             self._emulator = emulator
             self._url = str(server.url).rstrip("/")
             self._ready.set()

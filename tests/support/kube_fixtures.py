@@ -101,9 +101,10 @@ def _options(request: pytest.FixtureRequest) -> dict[str, Any]:
 async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[RealisticEmulator]:
     import kmock
 
-    from tests.support.emulator import RealisticEmulator
+    from tests.support.emulator import RealisticEmulator, shorten_shutdown
 
-    async with RealisticEmulator(**_options(request)) as emu, kmock.Server(emu):
+    async with RealisticEmulator(**_options(request)) as emu, kmock.Server(emu) as server:
+        shorten_shutdown(server)
         yield emu
 
 

@@ -168,8 +168,13 @@ async def test_scale_down_marks_idle_pods_first(operator_env: OperatorEnv) -> No
             "controller.kubernetes.io/pod-deletion-cost"
         )
 
-    await wait_for(lambda: cost("q1-worker-busy") == "2", timeout=6, message="busy pod costs 2")
-    assert cost("q1-worker-idle") == "0" and cost("q1-worker-other") is None
+    # The pods are annotated by concurrent PATCHes: wait for both, then check nothing else changed.
+    await wait_for(
+        lambda: (cost("q1-worker-busy"), cost("q1-worker-idle")) == ("2", "0"),
+        timeout=6,
+        message="busy pod costs 2, idle pod 0",
+    )
+    assert cost("q1-worker-other") is None
 
 
 async def write_heartbeat(env: OperatorEnv, keys: QueueKeys, worker: str, pod: str, inflight: int) -> None:

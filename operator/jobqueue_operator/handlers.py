@@ -46,6 +46,7 @@ class OperatorContext:
 
     metrics: OperatorMetrics
     prober: Prober = field(default_factory=Prober)
+    secret_urls: secrets.UrlCache = field(default_factory=secrets.UrlCache)
     connection: kopf.ConnectionInfo | None = None
     _api: kube_api.KubeApi | None = None
 
@@ -174,7 +175,7 @@ async def _observe(
 ) -> tuple[QueueObservation | None, Degradation | None]:
     """Probe the queue; on failure ``None`` and why (the policy's fallback then applies)."""
     try:
-        url = await secrets.redis_url(ctx.api(), jobqueue)
+        url = await ctx.secret_urls.redis_url(ctx.api(), jobqueue)
     except secrets.SecretProblem as problem:
         ctx.metrics.probe_errors.labels(*labels).inc()
         return None, (problem.reason, problem.message)
@@ -182,6 +183,7 @@ async def _observe(
         return await ctx.prober.probe(url, jobqueue.queue_name), None
     except ProbeError as error:
         ctx.metrics.probe_errors.labels(*labels).inc()
+        ctx.secret_urls.forget(jobqueue)  # the Secret may have been fixed since it was read
         return None, ("ProbeFailed", str(error))
 
 
@@ -348,10 +350,12 @@ def register(registry: kopf.OperatorRegistry) -> None:
         now = time.time()
         if not _due(memo, body, now):
             return
-        memo["last_pass"] = now
         started = time.perf_counter()
         try:
             await poll_once(ctx, body, memo, patch, now)
+            # Only a pass that got through counts: a failed one is retried after RETRY_SECONDS,
+            # not after a whole pollingInterval.
+            memo["last_pass"] = now
         finally:
             ctx.metrics.decision_duration.observe(time.perf_counter() - started)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 
 from jobqueue_operator import kube_api, spec
 
@@ -17,21 +18,53 @@ class SecretProblem(Exception):
         self.message = message
 
 
-async def redis_url(api: kube_api.KubeApi, jobqueue: spec.JobQueue) -> str:
-    """The URL in ``spec.queue.redis.urlSecretRef``; ``SecretProblem`` if the Secret or key is missing."""
+# URLs read successfully are reused this long: most JobQueues share one Secret, and reading it on
+# every pass of every object would be most of the operator's API traffic. A rotated URL is picked
+# up within this time; a missing Secret or key is never cached, and a URL whose probe failed is
+# forgotten, so a fix shows on the next pass.
+CACHE_SECONDS = 10.0
+
+SecretKey = tuple[str, str, str]
+
+
+def _key(jobqueue: spec.JobQueue) -> SecretKey:
     ref = jobqueue.spec.queue.redis.url_secret_ref
-    namespace = jobqueue.metadata.namespace or "default"
-    secret = await api.get_secret(namespace, ref.name)
-    where = f"spec.queue.redis.urlSecretRef: Secret {namespace}/{ref.name}"
+    return (jobqueue.metadata.namespace or "default", ref.name, ref.key)
+
+
+class UrlCache:
+    """Redis URLs by Secret reference; one per operator."""
+
+    def __init__(self, ttl: float = CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._urls: dict[SecretKey, tuple[float, str]] = {}
+
+    async def redis_url(self, api: kube_api.KubeApi, jobqueue: spec.JobQueue) -> str:
+        """The URL in ``spec.queue.redis.urlSecretRef``; ``SecretProblem`` if the Secret or key is missing."""
+        key = _key(jobqueue)
+        cached = self._urls.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl:
+            return cached[1]
+        url = await _read(api, *key)
+        self._urls[key] = (time.monotonic(), url)
+        return url
+
+    def forget(self, jobqueue: spec.JobQueue) -> None:
+        self._urls.pop(_key(jobqueue), None)
+
+
+async def _read(api: kube_api.KubeApi, namespace: str, name: str, key: str) -> str:
+    secret = await api.get_secret(namespace, name)
+    where = f"spec.queue.redis.urlSecretRef: Secret {namespace}/{name}"
     if secret is None:
         raise SecretProblem("SecretNotFound", f"{where} does not exist")
     data = secret.get("data") or {}
-    if ref.key not in data:
-        raise SecretProblem("SecretKeyNotFound", f"{where} has no key {ref.key!r}")
+    if key not in data:
+        raise SecretProblem("SecretKeyNotFound", f"{where} has no key {key!r}")
     try:
-        url = base64.b64decode(data[ref.key], validate=True).decode().strip()
+        url = base64.b64decode(data[key], validate=True).decode().strip()
     except (binascii.Error, UnicodeDecodeError):
-        raise SecretProblem("SecretKeyInvalid", f"{where} key {ref.key!r} is not base64 text") from None
+        raise SecretProblem("SecretKeyInvalid", f"{where} key {key!r} is not base64 text") from None
     if not url:
-        raise SecretProblem("SecretKeyInvalid", f"{where} key {ref.key!r} is empty")
+        raise SecretProblem("SecretKeyInvalid", f"{where} key {key!r} is empty")
     return url

@@ -56,7 +56,7 @@ verify-crds: install ## fail when the checked-in CRDs differ from the models
 
 .PHONY: bench
 bench: install ## run the benchmarks; figures printed and written to bench/results/*.json
-	$(BIN)/python bench/runtime.py
+	$(BIN)/python -m bench.runtime
 	$(BIN)/python -m bench.operator
 
 .PHONY: e2e-kind

@@ -10,16 +10,14 @@
   Invariant: a job leaves active and enters completed in one step, once per claim.
 ]]
 --- @include "time"
+--- @include "lease"
 local rcall = redis.call
 local job_key, active_key, completed_key, counters_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local job_id, token, keep = ARGV[1], ARGV[2], tonumber(ARGV[4])
 
-local f = rcall("HMGET", job_key, "state", "token")
-if not f[1] then
-  return -1
-end
-if f[1] ~= "active" or f[2] ~= token then
-  return -2
+local f, lease_error = held_lease(job_key, token)
+if not f then
+  return lease_error
 end
 
 local now = now_ms()

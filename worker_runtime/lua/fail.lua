@@ -12,6 +12,7 @@
   Invariant: a job leaves active and enters retry or dead in one step; the error is kept.
 ]]
 --- @include "time"
+--- @include "lease"
 --- @include "wake"
 --- @include "kill"
 local rcall = redis.call
@@ -19,12 +20,9 @@ local job_key, active_key, retry_key, dead_key = KEYS[1], KEYS[2], KEYS[3], KEYS
 local counters_key, marker_key = KEYS[5], KEYS[6]
 local job_id, token = ARGV[1], ARGV[2]
 
-local f = rcall("HMGET", job_key, "state", "token", "attempts_made", "attempts")
-if not f[1] then
-  return -1
-end
-if f[1] ~= "active" or f[2] ~= token then
-  return -2
+local f, lease_error = held_lease(job_key, token, "attempts_made", "attempts")
+if not f then
+  return lease_error
 end
 
 local now = now_ms()

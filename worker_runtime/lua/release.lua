@@ -8,18 +8,16 @@
   Invariant: the job keeps its priority score and its original ready time, so its age stays true.
 ]]
 --- @include "time"
+--- @include "lease"
 --- @include "wake"
 --- @include "make_ready"
 local rcall = redis.call
 local job_key, active_key, waiting_key, ready_since_key, marker_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local job_id, token = ARGV[1], ARGV[2]
 
-local f = rcall("HMGET", job_key, "state", "token", "ready_at", "created_at")
-if not f[1] then
-  return -1
-end
-if f[1] ~= "active" or f[2] ~= token then
-  return -2
+local f, lease_error = held_lease(job_key, token, "ready_at", "created_at")
+if not f then
+  return lease_error
 end
 rcall("ZREM", active_key, job_id)
 rcall("HINCRBY", job_key, "attempts_made", -1)

@@ -84,12 +84,14 @@ class Coalescer(Generic[Item]):
 
     async def aclose(self) -> None:
         """Send what is pending, then stop the flusher."""
-        if self._flusher is not None and not self._flusher.done():
-            await self._idle.wait()
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        try:
+            if self._flusher is not None and not self._flusher.done():
+                await self._idle.wait()
+        finally:
+            if self._flusher is not None:
+                self._flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._flusher
 
 
 def script_batcher(client: aioredis.Redis, max_batch: int = 1000) -> Coalescer[ScriptCall]:

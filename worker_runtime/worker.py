@@ -50,8 +50,11 @@ log = logging.getLogger("jobqueue.worker")
 
 # Reconnect delays after a lost Redis connection: 0.1 s doubling to 5 s, jittered.
 RECONNECT = Backoff(base=0.1, cap=5.0)
-# Longest single block on the marker; bounds how stale a worker's view of delayed jobs can get.
-MAX_BLOCK_SECONDS = 5.0
+# Longest single block on the marker: bounds how long a stop waits for an idle worker's blocking
+# call (which is never cancelled) and how stale its view of delayed jobs can get.
+MAX_BLOCK_SECONDS = 1.0
+# How long a stopping worker waits for its last acks to be sent.
+ACK_FLUSH_SECONDS = 10.0
 
 
 @dataclass
@@ -86,12 +89,23 @@ class Worker:
         self._acks = script_batcher(redis_client)
         self._executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="jobqueue-job")
         self._lease_ms = round(self.settings.lease_seconds * 1000)
+        self._wake_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask for a graceful stop (safe from a signal handler on the loop)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        # Wake our own blocking call on the marker, so an idle worker stops at once (another idle
+        # worker may take the wake-up instead; then ours ends within MAX_BLOCK_SECONDS).
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing is blocking
+            self._wake_task = asyncio.get_running_loop().create_task(self._wake_self())
+
+    async def _wake_self(self) -> None:
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.redis.zadd(self.commands.keys.marker, {"0": 0})
 
     @property
     def stopping(self) -> bool:
@@ -114,7 +128,10 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._acks.aclose()
+            try:
+                await asyncio.wait_for(self._acks.aclose(), ACK_FLUSH_SECONDS)
+            except TimeoutError:
+                log.warning("acks unsent after %ss; their jobs return when leases expire", ACK_FLUSH_SECONDS)
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self.redis.hdel(self.commands.keys.workers, self.id)
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -174,18 +191,14 @@ class Worker:
         freed.cancel()
 
     async def _wait_for_work(self, next_due_in_ms: int) -> None:
-        """Block on the marker until an enqueue wakes us, the next scheduled job is due, or stop."""
+        """Block on the marker until an enqueue wakes us, the next scheduled job is due, or at most
+        MAX_BLOCK_SECONDS. The blocking call is never cancelled: a cancelled BZPOPMIN can leave its
+        reply on a pooled connection for the next command to misread, so stop waits for it instead."""
         timeout = MAX_BLOCK_SECONDS if next_due_in_ms < 0 else min(MAX_BLOCK_SECONDS, next_due_in_ms / 1000)
-        if timeout <= 0:
+        if timeout <= 0 or self.stopping:
             return
-        block = asyncio.ensure_future(self.redis.bzpopmin(self.commands.keys.marker, max(timeout, 0.01)))
-        stop = asyncio.ensure_future(self._stop.wait())
-        await asyncio.wait([block, stop], return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if not block.done():
-            block.cancel()  # redis-py drops the connection of a cancelled blocking call
-        with contextlib.suppress(asyncio.CancelledError, *TRANSIENT_ERRORS):
-            await block
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await self.redis.bzpopmin(self.commands.keys.marker, max(timeout, 0.01))
 
     # --- running a job -------------------------------------------------------------------------
 

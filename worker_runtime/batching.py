@@ -24,6 +24,10 @@ from worker_runtime.scripts import ScriptCall
 log = logging.getLogger("jobqueue.batching")
 
 RECONNECT = Backoff(base=0.1, cap=5.0)
+# A round trip that takes longer than this is abandoned (redis-py drops its connection) and resent:
+# a wedged connection must not hold every caller's result forever.
+SEND_TIMEOUT_SECONDS = 10.0
+RETRYABLE: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, TimeoutError)
 
 Item = TypeVar("Item")
 # send(items) returns one result per item, in order; an Exception in a slot fails only that item.
@@ -64,9 +68,10 @@ class Coalescer(Generic[Item]):
         failures = 0
         while True:
             try:
-                replies = await self.send([item for item, _ in batch])
+                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                    replies = await self.send([item for item, _ in batch])
                 break
-            except TRANSIENT_ERRORS as exc:
+            except RETRYABLE as exc:
                 failures += 1
                 delay = RECONNECT.delay(failures)
                 log.warning("redis unavailable (%s); resending %d call(s) in %.1fs", exc, len(batch), delay)

@@ -48,4 +48,4 @@ async def start_worker(redis: aioredis.Redis) -> AsyncIterator[WorkerFactory]:
     yield start
     for worker, _ in running:
         worker.stop()
-    await asyncio.wait_for(asyncio.gather(*(task for _, task in running)), 30)
+    await asyncio.wait_for(asyncio.gather(*(task for _, task in running)), 60)

@@ -146,6 +146,8 @@ def encode_payload(payload: Any, max_bytes: int) -> str:
         text = _encode_json(payload)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
+    if len(text) * 4 <= max_bytes:  # UTF-8 takes at most 4 bytes a character: no need to encode
+        return text
     size = len(text.encode())
     if size > max_bytes:
         raise PayloadError(f"payload is {size} bytes, over the limit of {max_bytes} bytes")

@@ -18,12 +18,9 @@ from worker_runtime.scripts import Script, ScriptCall
 
 
 @dataclass(frozen=True, slots=True)
-class NewJob:
-    """A validated job ready to be written (see ``Queue.enqueue`` for the checks)."""
+class JobOptions:
+    """The validated options of a job; the jobs of a batch usually share one (see ``enqueue_many``)."""
 
-    id: str
-    name: str
-    payload: str
     priority: int
     delay_ms: int
     attempts: int
@@ -35,6 +32,20 @@ class NewJob:
     def limits(self) -> str:
         """Timeout and backoff in one hash field (fewer fields make bulk writes faster)."""
         return f"{self.timeout_ms}:{self.backoff_base_ms}:{self.backoff_cap_ms}"
+
+    def script_args(self) -> tuple[int, int, int, str]:
+        """Priority offset, delay ms, attempts, limits: as enqueue.lua and enqueue_many.lua take them."""
+        return (self.priority + keyspace.PRIORITY_OFFSET, self.delay_ms, self.attempts, self.limits)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated job ready to be written (see ``Queue.enqueue`` for the checks)."""
+
+    id: str
+    name: str
+    payload: str
+    options: JobOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +65,21 @@ class QueueCommands:
         return ScriptCall(
             Script.ENQUEUE,
             [k.job(job.id), k.waiting, k.ready_since, k.delayed, k.marker, k.seq, k.counters],
-            [
-                job.id, job.name, job.payload, job.priority + keyspace.PRIORITY_OFFSET, job.delay_ms,
-                job.attempts, job.limits,
-            ],
-        )  # fmt: skip
+            [job.id, job.name, job.payload, *job.options.script_args()],
+        )
 
     def enqueue_many(self, jobs: Sequence[NewJob]) -> ScriptCall:
         k = self.keys
-        option_sets: dict[tuple[int, int, int, str], int] = {}
+        option_sets: dict[JobOptions, int] = {}
         job_args: list[str | int] = []
         for job in jobs:
-            options = (job.priority + keyspace.PRIORITY_OFFSET, job.delay_ms, job.attempts, job.limits)
-            number = option_sets.setdefault(options, len(option_sets) + 1)
-            job_args += [job.id, job.name, job.payload, number]
+            number = option_sets.get(job.options)
+            if number is None:
+                number = option_sets[job.options] = len(option_sets) + 1
+            job_args += (job.id, job.name, job.payload, number)
         args: list[str | int] = [k.job_prefix, len(jobs), len(option_sets)]
         for options in option_sets:
-            args += options
+            args += options.script_args()
         return ScriptCall(
             Script.ENQUEUE_MANY,
             [k.waiting, k.ready_since, k.delayed, k.marker, k.seq, k.counters],

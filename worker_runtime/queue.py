@@ -20,10 +20,10 @@ import redis.asyncio as aioredis
 
 from worker_runtime import keys as keyspace
 from worker_runtime import scripts
-from worker_runtime.app import App, encode_payload
+from worker_runtime.app import App, JobDefinition, encode_payload
 from worker_runtime.backoff import Backoff
 from worker_runtime.batching import Coalescer
-from worker_runtime.commands import NewJob, QueueCommands, parse_probe
+from worker_runtime.commands import JobOptions, NewJob, QueueCommands, parse_probe
 from worker_runtime.errors import EnqueueError, JobNotFound
 from worker_runtime.job import EnqueuedJob, Job, JobState, QueueStats
 from worker_runtime.observation import QueueObservation
@@ -51,7 +51,10 @@ class JobSpec:
 def _seconds(value: float | timedelta | None, what: str) -> float:
     if value is None:
         return 0.0
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    try:
+        seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan  # not a number of seconds at all
     if not math.isfinite(seconds) or seconds < 0:
         raise EnqueueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
     return seconds
@@ -78,11 +81,46 @@ class _Producer:
         self._default_backoff = Backoff(self.defaults.backoff_base_seconds, self.defaults.backoff_cap_seconds)
 
     def _new_job(self, spec: JobSpec) -> NewJob:
-        """Check one job and turn it into what the script writes; raises ``EnqueueError``."""
+        return self._new_jobs([spec])[0]
+
+    def _new_jobs(self, specs: Iterable[JobSpec]) -> list[NewJob]:
+        """Check jobs and turn them into what the scripts write; raises ``EnqueueError``.
+
+        Jobs of a batch usually share their options, so each distinct set is resolved once.
+        """
+        specs = list(specs)
+        random_ids = os.urandom(16 * len(specs)).hex()  # one system call for the whole batch
+        resolved: dict[tuple[Any, ...], tuple[JobDefinition | None, JobOptions]] = {}
+        jobs = []
+        for i, spec in enumerate(specs):
+            # The types are part of the key: 1, 1.0 and True are equal, but only 1 is a valid priority.
+            key = (spec.name, spec.priority, type(spec.priority), spec.attempts, type(spec.attempts),
+                   spec.delay, spec.timeout, spec.backoff)  # fmt: skip
+            try:
+                found = resolved.get(key)
+            except TypeError:  # an unhashable option: let the checks say what is wrong with it
+                found = self._options(spec)
+            if found is None:
+                found = resolved[key] = self._options(spec)
+            definition, options = found
+            if definition is not None:
+                definition.parse_payload(spec.payload)  # refuse a bad payload now, not in the worker
+            if spec.job_id is None:
+                job_id = random_ids[32 * i : 32 * i + 32]
+            elif not spec.job_id or len(spec.job_id) > 200 or not _ID_CHARS.issuperset(spec.job_id):
+                raise EnqueueError(
+                    f"job id must be 1..200 characters of [A-Za-z0-9._:-], got {spec.job_id!r}"
+                )
+            else:
+                job_id = spec.job_id
+            payload = encode_payload(spec.payload, self.max_payload_bytes)
+            jobs.append(NewJob(job_id, spec.name, payload, options))
+        return jobs
+
+    def _options(self, spec: JobSpec) -> tuple[JobDefinition | None, JobOptions]:
+        """The job's handler (when the producer knows the app) and its checked options."""
         definition = self.app.definition(spec.name) if self.app else None
-        if definition is not None:
-            definition.parse_payload(spec.payload)  # refuse a bad payload now, not in the worker
-        elif not spec.name or len(spec.name) > 200:
+        if definition is None and (not spec.name or len(spec.name) > 200):
             raise EnqueueError(f"job name must be 1..200 characters, got {spec.name!r}")
         priority = 0 if spec.priority is None else spec.priority
         if type(priority) is not int or not keyspace.PRIORITY_MIN <= priority <= keyspace.PRIORITY_MAX:
@@ -97,16 +135,7 @@ class _Producer:
         if _seconds(timeout, "timeout") <= 0:
             raise EnqueueError(f"timeout must be > 0 seconds, got {timeout!r}")
         backoff = spec.backoff or self._default_backoff
-        if spec.job_id is None:
-            job_id = os.urandom(16).hex()
-        elif not spec.job_id or len(spec.job_id) > 200 or not _ID_CHARS.issuperset(spec.job_id):
-            raise EnqueueError(f"job id must be 1..200 characters of [A-Za-z0-9._:-], got {spec.job_id!r}")
-        else:
-            job_id = spec.job_id
-        return NewJob(
-            id=job_id,
-            name=spec.name,
-            payload=encode_payload(spec.payload, self.max_payload_bytes),
+        options = JobOptions(
             priority=priority,
             delay_ms=round(_seconds(spec.delay, "delay") * 1000) if spec.delay else 0,
             attempts=attempts,
@@ -114,6 +143,7 @@ class _Producer:
             backoff_cap_ms=round(backoff.cap * 1000),
             timeout_ms=round(float(timeout) * 1000),
         )
+        return definition, options
 
     @staticmethod
     def _enqueued(job: NewJob, reply: list[Any]) -> EnqueuedJob:
@@ -126,8 +156,12 @@ class _Producer:
 
     @staticmethod
     def _enqueued_many(jobs: list[NewJob], reply: list[Any]) -> list[EnqueuedJob]:
+        """The bulk script names only the ids that existed already (index, state); the rest are new."""
+        existing = {int(reply[i]): JobState(reply[i + 1].decode()) for i in range(0, len(reply), 2)}
         return [
-            EnqueuedJob(job.id, JobState(reply[2 * i + 1].decode()), created=bool(int(reply[2 * i])))
+            EnqueuedJob(job.id, existing[i], created=False)
+            if i in existing
+            else EnqueuedJob(job.id, JobState.DELAYED if job.options.delay_ms else JobState.WAITING)
             for i, job in enumerate(jobs)
         ]
 
@@ -205,7 +239,7 @@ class Queue(_Producer):
 
     async def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
         """Validate every job first (all or nothing), then add them in one round trip."""
-        jobs = [self._new_job(spec) for spec in specs]
+        jobs = self._new_jobs(specs)
         batches = self._batches(jobs)
         replies = await scripts.run_many(self.redis, [self.commands.enqueue_many(b) for b in batches])
         return [
@@ -284,7 +318,7 @@ class SyncQueue(_Producer):
         return self._enqueued(job, scripts.run_sync(self.redis, self.commands.enqueue(job)))
 
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
-        jobs = [self._new_job(spec) for spec in specs]
+        jobs = self._new_jobs(specs)
         batches = self._batches(jobs)
         replies = scripts.run_many_sync(self.redis, [self.commands.enqueue_many(b) for b in batches])
         return [

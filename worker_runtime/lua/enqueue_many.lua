@@ -8,8 +8,9 @@
   then per job: id, name, payload, option set number (1-based)
   Bulk jobs usually share their options, so each job carries 4 arguments instead of 9.
 
-  Returns {created flag, state, created flag, state, ...} in job order; an id that exists already
-  is left as it is (created flag 0).
+  Returns {index, state, index, state, ...} for the ids that exist already (0-based index in the
+  batch), which are left as they are; every other job was created, waiting or delayed by its delay.
+  The waiting and ready_since entries are added by one ZADD per set for the whole batch.
   Invariant: every new job enters exactly one of waiting/delayed in the same step that creates it.
 ]]
 --- @include "time"
@@ -23,6 +24,16 @@ local now = now_ms()
 local now_str = int_str(now)
 local result = {}
 local created = 0
+local waiting_args, ready_since_args = {}, {}
+-- One ZADD for many members costs far less than one per job; 2,000 arguments stay well inside
+-- Lua's stack limit for unpack.
+local function flush_ready()
+  if #waiting_args > 0 then
+    rcall("ZADD", waiting_key, unpack(waiting_args))
+    rcall("ZADD", ready_since_key, unpack(ready_since_args))
+    waiting_args, ready_since_args = {}, {}
+  end
+end
 -- One INCRBY reserves a run of sequence numbers for the whole batch (ids that exist leave gaps).
 local first_seq = rcall("INCRBY", seq_key, count) - count
 
@@ -33,31 +44,33 @@ for i = 0, count - 1 do
   local job_key = prefix .. job_id
   local existing = rcall("HGET", job_key, "state")
   if existing then
-    result[#result + 1] = 0
+    result[#result + 1] = i
     result[#result + 1] = existing
   else
     local seq = (first_seq + i + 1) % 4294967296
     local score = int_str(tonumber(ARGV[o]) * 4294967296 + seq)
     local delay = tonumber(ARGV[o + 1])
-    local state = "waiting"
-    if delay > 0 then
-      state = "delayed"
-    end
-    rcall("HSET", job_key, "name", ARGV[base + 1], "payload", ARGV[base + 2], "state", state,
-      "score", score, "attempts", ARGV[o + 2], "limits", ARGV[o + 3], "created_at", now_str)
     if delay > 0 then
       local ready_at = int_str(now + delay)
-      rcall("HSET", job_key, "ready_at", ready_at)
+      rcall("HSET", job_key, "name", ARGV[base + 1], "payload", ARGV[base + 2], "state", "delayed",
+        "score", score, "attempts", ARGV[o + 2], "limits", ARGV[o + 3], "created_at", now_str,
+        "ready_at", ready_at)
       rcall("ZADD", delayed_key, ready_at, job_id)
     else
-      rcall("ZADD", waiting_key, score, job_id)
-      rcall("ZADD", ready_since_key, now_str, job_id)
+      rcall("HSET", job_key, "name", ARGV[base + 1], "payload", ARGV[base + 2], "state", "waiting",
+        "score", score, "attempts", ARGV[o + 2], "limits", ARGV[o + 3], "created_at", now_str)
+      waiting_args[#waiting_args + 1] = score
+      waiting_args[#waiting_args + 1] = job_id
+      ready_since_args[#ready_since_args + 1] = now_str
+      ready_since_args[#ready_since_args + 1] = job_id
+      if #waiting_args >= 2000 then
+        flush_ready()
+      end
     end
     created = created + 1
-    result[#result + 1] = 1
-    result[#result + 1] = state
   end
 end
+flush_ready()
 if created > 0 then
   rcall("HINCRBY", counters_key, "enqueued", created)
   wake(marker_key)

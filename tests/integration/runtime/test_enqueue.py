@@ -97,6 +97,62 @@ async def test_enqueue_many_is_one_round_trip(redis: aioredis.Redis, queue_name:
     assert [j.created for j in again] == [False, True]
 
 
+async def test_enqueue_many_reports_each_jobs_state(redis: aioredis.Redis, queue_name: str) -> None:
+    """Existing ids keep their state (delayed stays delayed); new jobs are waiting or delayed."""
+    queue = Queue(queue_name, redis)
+    await queue.enqueue("n", job_id="old-delayed", delay=60)
+    specs = [
+        JobSpec("n", job_id="new-now"),
+        JobSpec("n", job_id="old-delayed"),
+        JobSpec("n", job_id="new-later", delay=30),
+        JobSpec("n", job_id="new-now"),  # the same id twice in one batch: written once
+        JobSpec("n", job_id="urgent", priority=-5),
+    ]
+    jobs = await queue.enqueue_many(specs)
+    assert [(j.id, j.state, j.created) for j in jobs] == [
+        ("new-now", JobState.WAITING, True),
+        ("old-delayed", JobState.DELAYED, False),
+        ("new-later", JobState.DELAYED, True),
+        ("new-now", JobState.WAITING, False),
+        ("urgent", JobState.WAITING, True),
+    ]
+    assert (await queue.get_job("urgent")).priority == -5
+    assert (await queue.get_job("new-later")).state is JobState.DELAYED
+    stats = await queue.stats()
+    assert (stats.waiting, stats.delayed, stats.enqueued_total) == (2, 2, 4)
+    await queue.aclose()
+
+
+async def test_options_shared_by_a_batch_are_still_checked_by_type(
+    redis: aioredis.Redis, queue_name: str
+) -> None:
+    """True equals 1, but a bool is no priority: a batch that resolved 1 first must still refuse it."""
+    queue = Queue(queue_name, redis)
+    with pytest.raises(EnqueueError, match="priority"):
+        await queue.enqueue_many([JobSpec("n", priority=1), JobSpec("n", priority=True)])  # type: ignore[arg-type]
+    with pytest.raises(EnqueueError, match="delay"):
+        await queue.enqueue_many([JobSpec("n"), JobSpec("n", delay=[1])])  # type: ignore[arg-type]
+    assert (await queue.stats()).waiting == 0  # all or nothing
+    await queue.aclose()
+
+
+async def test_one_bulk_script_call_over_many_zadd_chunks(redis: aioredis.Redis, queue_name: str) -> None:
+    """The bulk script adds ready jobs with one ZADD per 1,000; a longer call takes several."""
+    from worker_runtime import scripts
+    from worker_runtime.commands import JobOptions, NewJob, QueueCommands
+
+    commands = QueueCommands(queue_name)
+    options = JobOptions(0, 0, 3, 1000, 60000, 300000)
+    jobs = [NewJob(f"j{i}", "n", "null", options) for i in range(2500)]
+    assert await scripts.run(redis, commands.enqueue_many(jobs)) == []  # nothing existed
+    queue = Queue(queue_name, redis)
+    stats = await queue.stats()
+    assert (stats.waiting, stats.enqueued_total) == (2500, 2500)
+    first = await redis.zrange(commands.keys.waiting, 0, 2)
+    assert first == [b"j0", b"j1", b"j2"]  # FIFO order survives the chunking
+    assert await redis.zcard(commands.keys.ready_since) == 2500
+
+
 async def _evalsha_calls(redis: aioredis.Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))

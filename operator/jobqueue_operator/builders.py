@@ -155,7 +155,7 @@ def worker_deployment(jobqueue: spec.JobQueue, replicas: int | None = None) -> B
 
 def deployment_drift(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> Body | None:
     """A merge patch bringing an existing Deployment's template and labels to ``wanted``; replicas
-    are never touched (the timer owns them). ``None`` when nothing differs."""
+    are never touched (the control loop owns them). ``None`` when nothing differs."""
     patch: Body = {}
     if existing.get("spec", {}).get("template") != wanted["spec"]["template"]:
         patch["spec"] = {"template": wanted["spec"]["template"]}
@@ -266,3 +266,24 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> Body:
 
 def dump_conditions(conditions: Iterable[Condition]) -> list[Body]:
     return [c.model_dump(by_alias=True, mode="json") for c in conditions]
+
+
+def event(reference: Mapping[str, str], kind: str, reason: str, message: str, timestamp: float) -> Body:
+    """A core/v1 Event about ``reference`` (``kind`` is Normal or Warning); the server names it."""
+    now = rfc3339(timestamp)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"namespace": reference["namespace"], "generateName": "jobqueue-operator-"},
+        "involvedObject": dict(reference),
+        "type": kind,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": MANAGED_BY},
+        "reportingComponent": MANAGED_BY,
+        "reportingInstance": MANAGED_BY,
+        "action": reason,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }

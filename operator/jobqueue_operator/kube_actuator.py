@@ -2,14 +2,14 @@
 
 Before a scale-down it writes ``controller.kubernetes.io/pod-deletion-cost`` on the Deployment's
 pods from the workers' heartbeats (in-flight jobs per pod), so the ReplicaSet controller removes
-idle pods first. It also finds an HPA targeting the same Deployment, which the operator reports
-instead of fighting it.
+idle pods first. ``conflicting_hpa`` finds an HPA targeting the same Deployment (in the HPAs the
+control loop listed for the namespace), which the operator reports instead of fighting it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from jobqueue_operator import control, kube_api
@@ -28,8 +28,16 @@ def hpa_targets(hpa: Mapping[str, Any], deployment: str) -> bool:
     return bool(ref.get("kind") == "Deployment" and ref.get("name") == deployment)
 
 
+def conflicting_hpa(hpas: Iterable[Mapping[str, Any]], deployment: str) -> str | None:
+    """The name of an HPA that targets this Deployment, if any."""
+    for hpa in hpas:
+        if hpa_targets(hpa, deployment):
+            return str(hpa["metadata"]["name"])
+    return None
+
+
 class KubeActuator:
-    """Scales one Deployment; built per pass from the Deployment just read."""
+    """Scales one Deployment; built per pass from the Deployment just listed."""
 
     def __init__(self, api: kube_api.KubeApi, namespace: str, deployment: Mapping[str, Any]) -> None:
         self.api = api
@@ -69,13 +77,6 @@ class KubeActuator:
             )
         )
         return changes
-
-    async def conflicting_hpa(self) -> str | None:
-        """The name of an HPA that targets this Deployment, if any."""
-        for hpa in await self.api.list_hpas(self.namespace):
-            if hpa_targets(hpa, self.name):
-                return str(hpa["metadata"]["name"])
-        return None
 
 
 _: type[control.Actuator] = KubeActuator

@@ -60,11 +60,14 @@ DEPLOYMENTS: Final = Resource("apps", "v1", "deployments")
 PODS: Final = Resource("", "v1", "pods")
 SECRETS: Final = Resource("", "v1", "secrets")
 HPAS: Final = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+JOBQUEUES: Final = Resource(spec.GROUP, spec.VERSION, spec.PLURAL)
+EVENTS: Final = Resource("", "v1", "events")
 
 # Every call of this module; keep in step with the methods of ``KubeApi`` (a test checks both ways).
 CALLS: Final = frozenset(
     {
         DEPLOYMENTS.call("get"),
+        DEPLOYMENTS.call("list"),
         DEPLOYMENTS.call("create"),
         DEPLOYMENTS.call("patch"),
         DEPLOYMENTS.call("patch", "scale"),
@@ -72,6 +75,8 @@ CALLS: Final = frozenset(
         PODS.call("patch"),
         SECRETS.call("get"),
         HPAS.call("list"),
+        JOBQUEUES.call("patch", "status"),
+        EVENTS.call("create"),
     }
 )
 
@@ -183,6 +188,11 @@ class KubeApi:
     async def get_deployment(self, namespace: str, name: str) -> Body | None:
         return await self._get_or_none(DEPLOYMENTS.path(namespace, name))
 
+    async def list_deployments(self, namespace: str, label_selector: str) -> list[Body]:
+        query = urllib.parse.urlencode({"labelSelector": label_selector})
+        listed = await self._request("GET", f"{DEPLOYMENTS.path(namespace)}?{query}")
+        return list(listed.get("items") or [])
+
     async def create_deployment(self, namespace: str, body: Body) -> Body:
         created: Body = await self._request("POST", DEPLOYMENTS.path(namespace), body)
         return created
@@ -220,6 +230,23 @@ class KubeApi:
                 return []
             raise
         return list(listed.get("items") or [])
+
+    # -- the JobQueue's status and Events about it
+
+    async def patch_jobqueue_status(self, namespace: str, name: str, status: Body) -> Body | None:
+        """Merge ``status`` into the JobQueue's status; the new status, or ``None`` if the object is gone."""
+        patch = {"status": status}
+        url = JOBQUEUES.path(namespace, name, "status")
+        try:
+            patched: Body = await self._request("PATCH", url, patch, MERGE_PATCH)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(patched.get("status") or {})
+
+    async def post_event(self, namespace: str, event: Body) -> None:
+        await self._request("POST", EVENTS.path(namespace), event)
 
 
 def _message(text: str) -> str:

@@ -41,3 +41,22 @@ class OperatorMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=registry,
         )
+
+    def forget(self, namespace: str, jobqueue: str, queue: str) -> None:
+        """Drop the series of a deleted JobQueue."""
+        labels = {"namespace": namespace, "jobqueue": jobqueue, "queue": queue}
+        for collector in (
+            self.waiting,
+            self.delayed,
+            self.active,
+            self.dead,
+            self.oldest_age,
+            self.age_target,
+            self.throughput,
+            self.desired,
+            self.current,
+            self.max_replicas,
+            self.scale_events,
+            self.probe_errors,
+        ):
+            collector.remove_by_labels(labels)

@@ -27,7 +27,7 @@ CACHE_SECONDS = 10.0
 SecretKey = tuple[str, str, str]
 
 
-def _key(jobqueue: spec.JobQueue) -> SecretKey:
+def key_of(jobqueue: spec.JobQueue) -> SecretKey:
     ref = jobqueue.spec.queue.redis.url_secret_ref
     return (jobqueue.metadata.namespace or "default", ref.name, ref.key)
 
@@ -41,7 +41,7 @@ class UrlCache:
 
     async def redis_url(self, api: kube_api.KubeApi, jobqueue: spec.JobQueue) -> str:
         """The URL in ``spec.queue.redis.urlSecretRef``; ``SecretProblem`` if the Secret or key is missing."""
-        key = _key(jobqueue)
+        key = key_of(jobqueue)
         cached = self._urls.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.ttl:
             return cached[1]
@@ -50,7 +50,7 @@ class UrlCache:
         return url
 
     def forget(self, jobqueue: spec.JobQueue) -> None:
-        self._urls.pop(_key(jobqueue), None)
+        self._urls.pop(key_of(jobqueue), None)
 
 
 async def _read(api: kube_api.KubeApi, namespace: str, name: str, key: str) -> str:

@@ -12,8 +12,9 @@ namespace.
 - {apiGroups: ["jobqueue.dev"], resources: ["jobqueues"], verbs: ["list", "watch", "patch"]}
 # JobQueue status: depth, replicas, conditions.
 - {apiGroups: ["jobqueue.dev"], resources: ["jobqueues/status"], verbs: ["patch"]}
-# Worker Deployments: created from the pod template (template kept up to date), or referenced.
-- {apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "create", "patch"]}
+# Worker Deployments: created from the pod template (template kept up to date), or referenced;
+# the owned ones are listed once per namespace and control-loop tick.
+- {apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list", "create", "patch"]}
 # Scaling goes through the scale subresource.
 - {apiGroups: ["apps"], resources: ["deployments/scale"], verbs: ["patch"]}
 # Worker pods: idle ones are marked with controller.kubernetes.io/pod-deletion-cost before scale-down.

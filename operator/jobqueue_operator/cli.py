@@ -50,12 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(*, verbose: bool) -> None:
+    """One handler on the root logger, in kopf's format (a handler set up earlier, such as the
+    ``jobqueue`` command's, would print every line twice). kopf's per-object INFO lines ("Handler
+    'fleet' succeeded.", "Creation is processed") come with every watch event of every object, so
+    they are shown with ``--verbose`` only; warnings and errors always are."""
+    logging.getLogger().handlers.clear()
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
 def run(args: argparse.Namespace) -> None:
     """Run kopf with our handlers in this thread's loop; returns when kopf exits."""
     if not args.namespace and not args.all_namespaces:
         raise SystemExit("jobqueue operator run: give --namespace NS (repeatable) or --all-namespaces")
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
     registry = kopf.OperatorRegistry()
     handlers.register(registry)
     kopf.on.login(registry=registry, id="login")(handlers.login_and_remember)

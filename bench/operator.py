@@ -1,8 +1,8 @@
 """Operator benchmark: one probe + decision pass over many JobQueues, and the operator's memory.
 
-* ``pass_ms``: 1,000 queues with a few jobs each on one redis-server; every queue's ``Prober.probe``
-  is called concurrently (as 1,000 kopf timers would), the batching prober answers them with one
-  pipelined round trip, then ``policy.decide`` runs for each. Several repetitions; p50 and max.
+* ``pass_ms``: 1,000 queues with a few jobs each on one redis-server; as the operator's control loop
+  does on a tick, ``Prober.probe_many`` reads them all in one pipelined round trip, then
+  ``policy.decide`` runs for each. Several repetitions; p50 and max.
 * ``rss_mb``: resident memory of this process after those passes (prober, clients, 1,000 parsed
   JobQueues and policy states), without kopf.
 * ``operator_*``: the real operator (``python -m worker_runtime operator run``, a child process)
@@ -85,9 +85,10 @@ async def one_pass(
     prober: Prober, url: str, queues: list[spec.JobQueue], states: list[policy.PolicyState]
 ) -> float:
     started = time.perf_counter()
-    observations = await asyncio.gather(*(prober.probe(url, jq.queue_name) for jq in queues))
+    observations = await prober.probe_many(url, [jq.queue_name for jq in queues])
     now = time.time()
-    for index, (jq, obs) in enumerate(zip(queues, observations, strict=True)):
+    for index, jq in enumerate(queues):
+        obs = observations[jq.queue_name]
         decision = policy.decide(jq.spec.scaling, obs, 1, states[index], now, paused=False, concurrency=10)
         states[index] = decision.state
     return (time.perf_counter() - started) * 1000
@@ -96,7 +97,7 @@ async def one_pass(
 async def measure(url: str, count: int, repeat: int) -> dict[str, Any]:
     queues = [jobqueue(i) for i in range(count)]
     await fill(url, queues, 3)
-    prober = Prober(window=0.005)
+    prober = Prober()
     states = [policy.PolicyState() for _ in queues]
     await one_pass(prober, url, queues, states)  # warm-up: connection, script load
     rounds_before = prober.round_trips

@@ -10,8 +10,8 @@ product CRD and a Secret holding the Redis URL) and ``python -m worker_runtime o
    ``<name>-worker`` Deployment is the "time to handle all";
 3. after a few polling intervals, the operator's RSS (peak of samples) and CPU (psutil, over the
    sampling window), the API requests it makes (counted by the emulator), its control passes per
-   second (its own /metrics), its timer runs and log lines per second (its log), and what the log
-   says (errors, warnings, tracebacks; the whole log is kept with ``keep_log``).
+   second (its own /metrics), its log lines per second, and what the log says (errors, warnings,
+   tracebacks; the whole log is kept with ``keep_log``).
 
 The emulator serves from one thread of this process, so this process's CPU is reported too: near
 100 % (one core), the emulator limits the operator's request rate, and the operator's CPU and
@@ -130,13 +130,6 @@ def read_from(path: Path, offset: int) -> bytes:
     with path.open("rb") as file:
         file.seek(offset)
         return file.read()
-
-
-def timer_runs(segment: bytes) -> int:
-    """kopf's "Timer 'poll' succeeded." lines; each may be logged by two handlers in two formats."""
-    lines = [line for line in segment.splitlines() if b"Timer 'poll' succeeded" in line]
-    bracketed = sum(1 for line in lines if line.startswith(b"["))
-    return max(bracketed, len(lines) - bracketed)
 
 
 class _CountingLog(list[Any]):
@@ -449,7 +442,6 @@ class Run:
             "passes_per_s": round(passes / elapsed, 1),
             "pass_mean_ms": round(1000 * pass_seconds / passes, 1) if passes else None,
             "cpu_ms_per_pass": round(10 * cpu * elapsed / passes, 2) if passes else None,
-            "timer_runs_per_s": round(timer_runs(log_segment) / elapsed, 1),
             "log_lines_per_s": round(log_segment.count(b"\n") / elapsed, 1),
             "probe_errors_total": metrics_after.get("jobqueue_probe_errors_total", 0),
             "threads": operator.num_threads(),

@@ -57,6 +57,9 @@ RECONNECT = Backoff(base=0.1, cap=5.0)
 MAX_BLOCK_SECONDS = 1.0
 # How long a stopping worker waits for its last acks to be sent.
 ACK_FLUSH_SECONDS = 10.0
+# A claim whose reply is this late (beyond its blocking time) is abandoned and retried: redis-py
+# drops the connection, so a wedged connection costs a warning, never a worker stuck for good.
+CLAIM_REPLY_SECONDS = 10.0
 
 
 @dataclass
@@ -64,6 +67,7 @@ class RunningJob:
     job: ClaimedJob
     task: asyncio.Task[None]
     lease_lost: bool = False
+    handler_done: bool = False  # the outcome is being acknowledged; the job may have left active
 
 
 class Worker:
@@ -134,8 +138,9 @@ class Worker:
                 await asyncio.wait_for(self._acks.aclose(), ACK_FLUSH_SECONDS)
             except TimeoutError:
                 log.warning("acks unsent after %ss; their jobs return when leases expire", ACK_FLUSH_SECONDS)
-            with contextlib.suppress(*TRANSIENT_ERRORS):
-                await self.redis.hdel(self.commands.keys.workers, self.id)
+            with contextlib.suppress(*TRANSIENT_ERRORS):  # TimeoutError included: a stop never hangs
+                async with asyncio.timeout(ACK_FLUSH_SECONDS):
+                    await self.redis.hdel(self.commands.keys.workers, self.id)
             self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped", self.id)
 
@@ -171,8 +176,9 @@ class Worker:
                 continue
             started = time.perf_counter()
             try:
-                reply = await self._claim(free, block)
-            except TRANSIENT_ERRORS as exc:
+                async with asyncio.timeout(block + CLAIM_REPLY_SECONDS):
+                    reply = await self._claim(free, block)
+            except TRANSIENT_ERRORS as exc:  # TimeoutError is an OSError: the late reply lands here
                 self.healthy = False
                 failures += 1
                 log.warning("claim failed (%s); retrying", exc)
@@ -255,6 +261,8 @@ class Worker:
         entry = self.running.get(job.id)
         if entry is not None and entry.lease_lost:
             return  # another worker owns the job now; our ack would be refused anyway
+        if entry is not None:
+            entry.handler_done = True
         reply = int(await self._acks.submit(call))
         if reply == ScriptError.STALE_TOKEN:
             log.warning("job %s finished after its lease was recovered elsewhere; ack refused", job.id)
@@ -331,7 +339,8 @@ class Worker:
         )
         results = await scripts.run(self.redis, call)
         for entry, kept in zip(running, results, strict=True):
-            if not int(kept) and not entry.task.done():
+            # A job whose ack already landed is no longer active: its lease is not lost, it is done.
+            if not int(kept) and not entry.task.done() and not entry.handler_done:
                 log.warning("lease of job %s was lost; cancelling it here", entry.job.id)
                 entry.lease_lost = True
                 entry.task.cancel()

@@ -9,6 +9,7 @@
 | SIGTERM, job outlives grace            | handed back: waiting, attempt not counted                |
 | job longer than its lease              | lease extended, not recovered, completed once            |
 | heartbeat                              | worker entry with pod and in-flight count                |
+| lease extended while its ack is landing | the acked job is not taken for lost, its outcome counted |
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -160,6 +162,38 @@ async def test_long_job_keeps_its_lease(app: App, queue: Queue, start_worker: Wo
     done = await finished(queue, job.id)
     assert runs == 1 and done.attempts_made == 1
     assert int((await queue.redis.hgetall(queue.commands.keys.counters)).get(b"stalled", 0)) == 0
+
+
+async def test_an_acked_job_is_not_taken_for_lost(
+    app: App, queue: Queue, start_worker: WorkerFactory
+) -> None:
+    """The lease keeper can run between the ack landing in Redis and the job's task reading the
+    reply: the job has left active, but it finished, so it is neither cancelled nor warned about."""
+
+    @app.job()
+    async def quick(ctx: JobContext, payload: None) -> str:
+        return "ok"
+
+    worker = start_worker(app, heartbeat_seconds=60, lease_seconds=180)
+    reply_held = asyncio.Event()
+    send = worker._acks.send
+
+    async def ack_then_hold(calls: Any) -> Any:
+        replies = await send(calls)  # the ack is in Redis ...
+        await reply_held.wait()  # ... but the job's task has not seen the reply yet
+        return replies
+
+    worker._acks.send = ack_then_hold
+    job = await queue.enqueue("quick")
+    await finished(queue, job.id)
+    entry = worker.running[job.id]
+    try:
+        await worker.extend_leases()
+        assert not entry.lease_lost and not entry.task.cancelled()
+    finally:
+        reply_held.set()
+    await entry.task
+    assert worker.metrics.jobs.labels(app.queue, "quick", "completed")._value.get() == 1
 
 
 async def test_heartbeat_reports_pod_and_in_flight(

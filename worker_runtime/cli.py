@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -72,6 +73,10 @@ def _worker_command(args: argparse.Namespace) -> None:
     }
     app = load_app(args.app)
     settings = WorkerSettings(**({"queue": app.queue} | overrides))
+    # Everything imported so far lives as long as the process: keep it out of the collector, so a
+    # full collection walks only what jobs allocate (20-30 ms pauses between jobs otherwise).
+    gc.collect()
+    gc.freeze()
     asyncio.run(run_worker(app, settings))
 
 

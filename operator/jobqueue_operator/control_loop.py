@@ -336,6 +336,8 @@ class ControlLoop:
                     jobqueue, item.observation, item.actuator, state, now, paused=paused
                 )
                 member.state = result.decision.state
+                if self.fleet.get(member.key) is not member:
+                    return  # deleted during the pass: no status to write, no series to revive
                 record_metrics(self.metrics, jobqueue, result, item.labels)
                 events: list[tuple[str, str, str]] = []
                 if result.scaled:

@@ -113,6 +113,13 @@ async def ensure_workers(ctx: OperatorContext, body: kopf.Body) -> None:
         kopf.info(body, reason="WorkersUpdated", message=f"Deployment {wanted['metadata']['name']} updated")
 
 
+def forget(ctx: OperatorContext, key: fleet.Key) -> None:
+    """Stop the passes of a JobQueue that is being deleted, and drop its metric series."""
+    member = ctx.fleet.forget(key)
+    if member is not None and member.jobqueue is not None:
+        ctx.metrics.forget(member.namespace, member.name, member.jobqueue.queue_name)
+
+
 # ---------------------------------------------------------------------------- registration
 
 
@@ -143,17 +150,14 @@ def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.event(*resource, registry=registry, id="fleet")
     async def track(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         ctx = context_of(memo)
-        if type == "DELETED":
-            ctx.fleet.forget(fleet.key_of(body))
+        if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+            forget(ctx, fleet.key_of(body))
         else:
             ctx.fleet.observe(body)
 
     @kopf.on.delete(*resource, registry=registry, id="release")
     async def release(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        ctx = context_of(memo)
-        member = ctx.fleet.forget(fleet.key_of(body))
-        if member is not None and member.jobqueue is not None:
-            ctx.metrics.forget(member.namespace, member.name, member.jobqueue.queue_name)
+        forget(context_of(memo), fleet.key_of(body))
 
     @kopf.on.resume(*resource, registry=registry, id="workers", backoff=RETRY_SECONDS)
     @kopf.on.create(*resource, registry=registry, id="workers", backoff=RETRY_SECONDS)

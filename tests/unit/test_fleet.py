@@ -1,0 +1,88 @@
+"""The control loop's fleet of JobQueues, without I/O.
+
+Case matrix: a body becomes a member with its parsed spec, pause and status; due after
+pollingInterval (half a tick of slack), never while busy; the spec is parsed again only on a new
+generation; an invalid spec is kept as the error; the same name with a new uid is a fresh member
+(policy state not carried over); an object being deleted is forgotten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jobqueue_operator import fleet, policy
+
+
+def body(generation: int = 1, uid: str = "u1", **changes: Any) -> dict[str, Any]:
+    scaling = {"maxReplicas": 4, "pollingInterval": 5, "targets": {"backlogPerReplica": 2}}
+    out: dict[str, Any] = {
+        "apiVersion": "jobqueue.dev/v1alpha1",
+        "kind": "JobQueue",
+        "metadata": {"name": "q1", "namespace": "team", "uid": uid, "generation": generation},
+        "spec": {
+            "queue": {"redis": {"urlSecretRef": {"name": "redis", "key": "url"}}},
+            "workers": {"template": {"spec": {"containers": [{"name": "w", "image": "w"}]}}},
+            "scaling": scaling,
+        },
+        "status": {"desiredReplicas": 2, "policy": {"enqueuedTotal": 7}},
+    }
+    for key, value in changes.items():
+        out[key] = value
+    return out
+
+
+def test_a_body_becomes_a_member() -> None:
+    members = fleet.Fleet()
+    member = members.observe(body())
+    assert member is not None and member.key == ("team", "q1") and len(members) == 1
+    assert member.jobqueue is not None and member.error is None and member.interval == 5
+    assert member.status["desiredReplicas"] == 2 and member.paused.status == "False"
+    assert member.reference == {
+        "apiVersion": "jobqueue.dev/v1alpha1",
+        "kind": "JobQueue",
+        "namespace": "team",
+        "name": "q1",
+        "uid": "u1",
+    }
+    assert member.policy_state() == policy.PolicyState.from_dict({"enqueuedTotal": 7})
+
+
+@pytest.mark.parametrize(
+    ("last_pass", "busy", "due"),
+    [(None, False, True), (100.0, False, False), (95.5, False, True), (None, True, False)],
+    ids=["never-passed", "just-passed", "interval-minus-half-tick", "busy"],
+)
+def test_due(last_pass: float | None, busy: bool, due: bool) -> None:
+    members = fleet.Fleet()
+    member = members.observe(body())
+    assert member is not None
+    member.last_pass, member.busy = last_pass, busy
+    assert (members.due(100.0) == [member]) is due
+
+
+def test_spec_is_parsed_again_only_on_a_new_generation() -> None:
+    members = fleet.Fleet()
+    first = members.observe(body())
+    assert first is not None
+    parsed = first.jobqueue
+    annotated = body(metadata={**body()["metadata"], "annotations": {"jobqueue.dev/paused": "true"}})
+    assert members.observe(annotated) is first
+    assert first.jobqueue is parsed and first.paused.reason == "PausedByAnnotation"
+    invalid = body(generation=2)
+    invalid["spec"]["scaling"]["minReplicas"] = 9
+    members.observe(invalid)
+    assert first.jobqueue is None and first.error is not None
+    assert "spec.scaling.minReplicas" in str(first.error.errors)
+
+
+def test_new_uid_is_a_fresh_member_and_deletion_forgets() -> None:
+    members = fleet.Fleet()
+    first = members.observe(body())
+    assert first is not None
+    first.state, first.last_pass = policy.PolicyState(), 1.0
+    second = members.observe(body(uid="u2", status={}))
+    assert second is not first and second is not None and second.last_pass is None
+    deleting = body(uid="u2")
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert members.observe(deleting) is None and len(members) == 0

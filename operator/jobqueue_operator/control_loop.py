@@ -395,7 +395,7 @@ class ControlLoop:
             if written is None:  # deleted meanwhile
                 self.fleet.forget(member.key)
                 return
-            member.status = written
+            member.wrote(written)
         before = problems(old)
         for kind, (reason, message) in problems(merged).items():
             if before.get(kind) != (reason, message):

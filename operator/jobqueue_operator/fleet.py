@@ -48,6 +48,8 @@ class Member:
     last_pass: float | None = None
     policy_written_at: float | None = None
     busy: bool = False
+    # resourceVersion of our last status write: a watch event older than it carries an older status.
+    written_version: str | None = None
 
     @property
     def key(self) -> Key:
@@ -97,7 +99,22 @@ class Member:
             except spec.SpecError as error:
                 self.jobqueue, self.error = None, error
         self.paused = builders.paused_condition(body)
-        self.status = copy.deepcopy(dict(body.get("status") or {}))
+        if _not_older(meta.get("resourceVersion"), self.written_version):
+            self.status = copy.deepcopy(dict(body.get("status") or {}))
+            self.written_version = None
+
+    def wrote(self, body: Mapping[str, Any]) -> None:
+        """Take in the object as our status patch left it."""
+        self.status = dict(body.get("status") or {})
+        self.written_version = (body.get("metadata") or {}).get("resourceVersion")
+
+
+def _not_older(version: Any, written: str | None) -> bool:
+    """Whether a watch event's resourceVersion is not older than our last write. Versions are opaque
+    to clients; the API server's are integers in practice, so only those are compared."""
+    if written is None or not str(version).isdigit() or not str(written).isdigit():
+        return True
+    return int(version) >= int(written)
 
 
 class Fleet:

@@ -234,7 +234,7 @@ class KubeApi:
     # -- the JobQueue's status and Events about it
 
     async def patch_jobqueue_status(self, namespace: str, name: str, status: Body) -> Body | None:
-        """Merge ``status`` into the JobQueue's status; the new status, or ``None`` if the object is gone."""
+        """Merge ``status`` into the JobQueue's status; the object as written, or ``None`` if it is gone."""
         patch = {"status": status}
         url = JOBQUEUES.path(namespace, name, "status")
         try:
@@ -243,7 +243,7 @@ class KubeApi:
             if exc.status == 404:
                 return None
             raise
-        return dict(patched.get("status") or {})
+        return patched
 
     async def post_event(self, namespace: str, event: Body) -> None:
         await self._request("POST", EVENTS.path(namespace), event)

@@ -86,3 +86,28 @@ def test_new_uid_is_a_fresh_member_and_deletion_forgets() -> None:
     deleting = body(uid="u2")
     deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert members.observe(deleting) is None and len(members) == 0
+
+
+def test_a_watch_event_older_than_our_status_write_does_not_undo_it() -> None:
+    """The watch can deliver an event from just before our status patch after the patch's reply:
+    its older status must not replace ours (it would make an old problem look new again)."""
+    members = fleet.Fleet()
+    member = members.observe(body(metadata={**body()["metadata"], "resourceVersion": "10"}))
+    assert member is not None
+    member.wrote({"metadata": {"resourceVersion": "12"}, "status": {"desiredReplicas": 3}})
+    members.observe(body(metadata={**body()["metadata"], "resourceVersion": "11"}))
+    assert member.status == {"desiredReplicas": 3}
+    later = body(metadata={**body()["metadata"], "resourceVersion": "12"}, status={"desiredReplicas": 3})
+    members.observe(later)
+    assert member.written_version is None  # caught up: the watch is the source again
+    members.observe(body(metadata={**body()["metadata"], "resourceVersion": "13"}, status={"x": 1}))
+    assert member.status == {"x": 1}
+
+
+def test_versions_that_are_not_integers_are_not_compared() -> None:
+    members = fleet.Fleet()
+    member = members.observe(body())
+    assert member is not None
+    member.wrote({"metadata": {"resourceVersion": "abc"}, "status": {"desiredReplicas": 3}})
+    members.observe(body(metadata={**body()["metadata"], "resourceVersion": "abb"}))
+    assert member.status == body()["status"]

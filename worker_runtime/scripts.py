@@ -113,6 +113,20 @@ async def run(client: aioredis.Redis, call: ScriptCall) -> Any:
         return await client.evalsha(*call.evalsha_args())
 
 
+async def run_after_pop(client: aioredis.Redis, key: str, block_seconds: float, call: ScriptCall) -> Any:
+    """Block on ``BZPOPMIN key`` for up to ``block_seconds``, then run ``call``: one pipeline, so
+    Redis runs the script the moment the pop returns, without a round trip in between."""
+    pipe = client.pipeline(transaction=False)
+    pipe.bzpopmin(key, block_seconds)
+    pipe.evalsha(*call.evalsha_args())
+    _, reply = await pipe.execute(raise_on_error=False)
+    if isinstance(reply, NoScriptError):
+        return await run(client, call)
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
 def run_sync(client: redis.Redis, call: ScriptCall) -> Any:
     try:
         return client.evalsha(*call.evalsha_args())

@@ -34,7 +34,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from redis.exceptions import NoScriptError
 
 from worker_runtime import scripts
 from worker_runtime.app import App, JobContext, JobDefinition, encode_payload
@@ -211,15 +210,7 @@ class Worker:
         call = self.commands.claim(self.id, free, self._lease_ms)
         if not block:
             return await scripts.run(self.redis, call)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.bzpopmin(self.commands.keys.marker, block)
-        pipe.evalsha(*call.evalsha_args())
-        _, reply = await pipe.execute(raise_on_error=False)
-        if isinstance(reply, NoScriptError):  # the server lost its scripts: load them, claim again
-            return await scripts.run(self.redis, call)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        return await scripts.run_after_pop(self.redis, self.commands.keys.marker, block, call)
 
     @staticmethod
     def _block_seconds(next_due_in_ms: int) -> float:

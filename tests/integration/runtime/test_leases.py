@@ -219,3 +219,16 @@ async def test_heartbeat_reports_pod_and_in_flight(
     observation = await queue.observe()
     assert [(w.pod, w.inflight) for w in observation.workers] == [("emails-7d9f-abcde", 2)]
     release.set()
+
+
+async def test_claim_behind_the_blocking_pop_survives_a_flushed_script_cache(
+    redis: aioredis.Redis, queue: Queue
+) -> None:
+    """An idle worker's claim rides behind its BZPOPMIN; a server that lost its scripts (restart,
+    SCRIPT FLUSH) gets them again and the claim still returns the job."""
+    job = await queue.enqueue("work")
+    await redis.script_flush()
+    commands = QueueCommands(queue.name)
+    call = commands.claim("w1", 1, 30_000)
+    reply = await scripts.run_after_pop(redis, commands.keys.marker, 0.05, call)
+    assert [claimed.id for claimed in parse_claim(reply).jobs] == [job.id]

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import pydantic
 
 from worker_runtime import keys as keyspace
+from worker_runtime import schedules
+from worker_runtime.backoff import Backoff
 from worker_runtime.errors import PayloadError, UnknownJobError
 
 Handler = Callable[..., Any]
@@ -37,6 +39,7 @@ class JobDefinition:
     model: type[pydantic.BaseModel] | None = None
     attempts: int | None = None
     timeout: float | None = None
+    backoff: Backoff | None = None
 
     @property
     def is_async(self) -> bool:
@@ -63,6 +66,8 @@ class JobContext:
     attempts: int
     _report_progress: Callable[[Any], Coroutine[Any, Any, None]] | None = field(default=None, repr=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    # In the child process that runs a plain ``def`` handler: sends the progress to the worker.
+    _report_progress_sync: Callable[[Any], None] | None = field(default=None, repr=False)
 
     async def set_progress(self, progress: Any) -> None:
         """Record progress (any JSON value, e.g. a percentage); ``Queue.get_job`` shows it."""
@@ -70,8 +75,11 @@ class JobContext:
             await self._report_progress(progress)
 
     def set_progress_sync(self, progress: Any) -> None:
-        """``set_progress`` for plain ``def`` handlers, which run in a worker thread."""
-        if self._report_progress is not None and self._loop is not None:
+        """``set_progress`` for plain ``def`` handlers (they run in a child process of the worker);
+        returns once the progress is recorded."""
+        if self._report_progress_sync is not None:
+            self._report_progress_sync(progress)
+        elif self._report_progress is not None and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self._report_progress(progress), self._loop).result()
 
 
@@ -100,6 +108,7 @@ class App:
         keyspace.validate_queue_name(queue)
         self.queue = queue
         self.jobs: dict[str, JobDefinition] = {}
+        self.schedules: dict[str, schedules.Schedule] = {}
 
     def job(
         self,
@@ -108,11 +117,14 @@ class App:
         model: type[pydantic.BaseModel] | None = None,
         attempts: int | None = None,
         timeout: float | None = None,
+        backoff: Backoff | None = None,
     ) -> Callable[[H], H]:
         """Register a handler under ``name`` (default: the function's name).
 
         ``model`` validates the payload; by default it is the payload parameter's annotation when
-        that is a pydantic model. ``attempts`` and ``timeout`` override the queue's defaults.
+        that is a pydantic model. ``attempts``, ``timeout`` and ``backoff`` override the queue's
+        defaults for every job of this name whose producer did not set them (the worker applies
+        them, so a producer without the app gets them too).
         """
 
         def register(handler: H) -> H:
@@ -120,7 +132,39 @@ class App:
             if job_name in self.jobs:
                 raise ValueError(f"job {job_name!r} is registered twice")
             payload_model = model or _payload_model(handler)
-            self.jobs[job_name] = JobDefinition(job_name, handler, payload_model, attempts, timeout)
+            self.jobs[job_name] = JobDefinition(job_name, handler, payload_model, attempts, timeout, backoff)
+            return handler
+
+        return register
+
+    def cron(
+        self,
+        cron: str | None = None,
+        *,
+        every: float | None = None,
+        payload: Any = None,
+        tz: str = "UTC",
+        missed: schedules.Missed = "skip",
+        name: str | None = None,
+    ) -> Callable[[H], H]:
+        """Run the handler on every tick of ``cron`` (in time zone ``tz``) or ``every`` seconds,
+        with ``payload``; exactly one job per tick however many workers run (``schedules``).
+        ``missed``: a tick older than a minute when fired is dropped (``"skip"``) or fired once
+        (``"catch_up"``). The schedule is named ``name`` (default: the job's name); the handler is
+        registered as ``app.job()`` would, unless it is already. Refused at once if it cannot fire."""
+
+        def register(handler: H) -> H:
+            registered = next((d.name for d in self.jobs.values() if d.handler is handler), None)
+            job_name = registered or handler.__name__
+            schedule = schedules.Schedule(
+                name or job_name, job_name, cron, every, tz,
+                encode_payload(payload, keyspace.DEFAULT_MAX_PAYLOAD_BYTES), missed,
+            )  # fmt: skip
+            if schedule.name in self.schedules:
+                raise ValueError(f"schedule {schedule.name!r} is declared twice")
+            if registered is None:
+                self.job(job_name)(handler)
+            self.schedules[schedule.name] = schedule
             return handler
 
         return register
@@ -139,16 +183,26 @@ _encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_a
 
 
 def encode_payload(payload: Any, max_bytes: int) -> str:
-    """JSON text of a payload (a pydantic model is dumped first); refuse what is not JSON or too big."""
+    """JSON text of a payload (a pydantic model is dumped first); refuse what is not JSON, cannot be
+    sent as UTF-8 (a lone surrogate), is nested too deeply to encode, or is too big."""
     if isinstance(payload, pydantic.BaseModel):
         payload = payload.model_dump(mode="json")
     try:
         text = _encode_json(payload)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from exc
-    if len(text) * 4 <= max_bytes:  # UTF-8 takes at most 4 bytes a character: no need to encode
-        return text
-    size = len(text.encode())
+    except RecursionError:
+        raise PayloadError("payload is nested too deeply to encode as JSON") from None
+    if text.isascii():  # O(1) in CPython: the common case needs no encoding to be measured
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            raise PayloadError(
+                f"payload holds a lone surrogate ({bad!r}): not valid Unicode, it cannot be sent as UTF-8"
+            ) from None
     if size > max_bytes:
         raise PayloadError(f"payload is {size} bytes, over the limit of {max_bytes} bytes")
     return text

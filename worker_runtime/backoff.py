@@ -7,6 +7,7 @@ retry to the next, while the random half spreads a thundering herd of retries.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -17,6 +18,11 @@ class Backoff:
     cap: float = 300.0  # no single wait longer than this, in seconds
 
     def __post_init__(self) -> None:
+        for name in ("base", "cap"):
+            value = getattr(self, name)
+            # Refused here, not when the first retry computes its delay (NaN would compare False).
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"backoff {name} must be a finite number of seconds, got {value!r}")
         if self.base < 0 or self.cap < 0:
             raise ValueError(f"backoff base and cap must be >= 0, got {self.base} and {self.cap}")
 

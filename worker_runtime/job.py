@@ -1,34 +1,37 @@
-"""Job states and the records the queue API returns."""
+"""The records the queue API returns: a job's snapshot, an enqueue's answer, a claimed job."""
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from worker_runtime import keys as keyspace
-
-
-class JobState(enum.StrEnum):
-    WAITING = "waiting"  # ready, in priority order
-    DELAYED = "delayed"  # enqueued with a delay that is not yet due
-    ACTIVE = "active"  # claimed by a worker under a lease
-    COMPLETED = "completed"
-    FAILED = "failed"  # the last attempt failed; a retry is scheduled (backoff)
-    DEAD = "dead"  # attempts used up or a permanent error: in the dead-letter set
-
-
-TERMINAL = frozenset({JobState.COMPLETED, JobState.DEAD})
-SCHEDULED = frozenset({JobState.DELAYED, JobState.FAILED})
+from worker_runtime.options import JobOptions
+from worker_runtime.schema import JobField
+from worker_runtime.states import JobState
 
 
 def _ms_to_s(raw: bytes | None) -> float | None:
-    return int(raw) / 1000 if raw else None
+    try:
+        return int(raw) / 1000 if raw else None
+    except ValueError:
+        return None
 
 
 def _json(raw: bytes | None) -> Any:
-    return json.loads(raw) if raw else None
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")  # garbage: shown as the text it is
+
+
+def _int(raw: bytes | None) -> int:
+    try:
+        return int(raw) if raw else 0
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,29 +54,42 @@ class Job:
     ready_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    expires_at: float | None = None  # with a TTL: not started by then, the job expires
+    group: str | None = None  # its group key (a tenant), counted by the queue's group rate limit
 
     @classmethod
-    def from_hash(cls, queue: str, job_id: str, h: dict[bytes, bytes]) -> Job:
-        error = h.get(b"error")
-        traceback = h.get(b"traceback")
+    def from_hash(cls, queue: str, job_id: str, raw: dict[bytes, bytes]) -> Job:
+        """The snapshot of a stored job. A hash that garbage got into (a dead-lettered
+        ``CorruptJob``) still reads: what cannot be read shows as its default."""
+        h = {JobField(k.decode()): v for k, v in raw.items() if k.decode() in _FIELDS}
+        try:
+            options = JobOptions.decode(h[JobField.OPTS])
+        except Exception:  # garbled or missing: the dead-letter error says which
+            options = JobOptions()
+        error, traceback = h.get(JobField.ERROR), h.get(JobField.TRACEBACK)
         return cls(
             id=job_id,
             queue=queue,
-            name=h[b"name"].decode(),
-            state=JobState(h[b"state"].decode()),
-            payload=_json(h.get(b"payload")),
-            priority=int(h[b"score"]) // 2**32 - keyspace.PRIORITY_OFFSET,
-            attempts=int(h.get(b"attempts", b"1")),
-            attempts_made=int(h.get(b"attempts_made", b"0")),
-            progress=_json(h.get(b"progress")),
-            result=_json(h.get(b"result")),
+            name=h.get(JobField.NAME, b"").decode(errors="replace"),
+            state=JobState(h[JobField.STATE].decode()),
+            payload=_json(h.get(JobField.PAYLOAD)),
+            priority=options.priority,
+            attempts=options.attempts,
+            attempts_made=_int(h.get(JobField.ATTEMPTS_MADE)),
+            progress=_json(h.get(JobField.PROGRESS)),
+            result=_json(h.get(JobField.RESULT)),
             error=error.decode() if error else None,
             traceback=traceback.decode() if traceback else None,
-            created_at=_ms_to_s(h.get(b"created_at")),
-            ready_at=_ms_to_s(h.get(b"ready_at") or h.get(b"created_at")),
-            started_at=_ms_to_s(h.get(b"started_at")),
-            finished_at=_ms_to_s(h.get(b"finished_at")),
+            created_at=_ms_to_s(h.get(JobField.CREATED_AT)),
+            ready_at=_ms_to_s(h.get(JobField.READY_AT) or h.get(JobField.CREATED_AT)),
+            started_at=_ms_to_s(h.get(JobField.STARTED_AT)),
+            finished_at=_ms_to_s(h.get(JobField.FINISHED_AT)),
+            expires_at=_ms_to_s(h.get(JobField.EXPIRES_AT)),
+            group=options.group,
         )
+
+
+_FIELDS = frozenset(JobField)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,51 +103,37 @@ class EnqueuedJob:
 
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
-    """A job a worker holds under a lease; ``token`` proves the lease on ack."""
+    """A job a worker holds under a lease; ``token`` proves the lease on ack.
+
+    ``options`` are as stored: the worker fills in what the producer left to the handler and the
+    queue (``options.for_handler``). ``payload`` is None when the hash had none.
+    """
 
     id: str
     name: str
-    payload: bytes
+    payload: bytes | None
     attempt: int
-    attempts: int
-    timeout_ms: int
-    backoff_base_ms: int
-    backoff_cap_ms: int
+    options: JobOptions
     ready_at_ms: int
     token: str
+    stalls: int = 0  # times its worker was lost while running it
 
-    @classmethod
-    def from_reply(cls, row: list[Any]) -> ClaimedJob:
-        def text(v: Any) -> str:
-            return v.decode() if isinstance(v, bytes) else str(v)
+    @property
+    def attempts(self) -> int:
+        return self.options.attempts
 
-        timeout_ms, backoff_base_ms, backoff_cap_ms = (int(v) for v in text(row[5]).split(":"))
-        return cls(
-            id=text(row[0]),
-            name=text(row[1]),
-            payload=row[2],
-            attempt=int(row[3]),
-            attempts=int(row[4]),
-            timeout_ms=timeout_ms,
-            backoff_base_ms=backoff_base_ms,
-            backoff_cap_ms=backoff_cap_ms,
-            ready_at_ms=int(row[6]),
-            token=text(row[7]),
-        )
+    @property
+    def alone(self) -> bool:
+        """Whether it runs alone: its worker was lost while running it, so it may be the cause."""
+        return self.stalls > 0
 
 
 @dataclass(frozen=True, slots=True)
-class QueueStats:
-    """Counts by state, the oldest ready job's age and the counters, as ``Queue.stats`` returns."""
+class UnreadableJob:
+    """A job claimed under a lease whose hash does not read (a missing name, garbled options):
+    the worker dead-letters it with ``reason``."""
 
-    waiting: int
-    delayed: int
-    active: int
-    completed: int
-    failed: int  # jobs whose retry is scheduled
-    dead: int
-    oldest_ready_age_s: float
-    enqueued_total: int
-    completed_total: int
-    failed_total: int
-    dead_total: int
+    id: str
+    token: str
+    name: str
+    reason: str

@@ -1,207 +1,67 @@
 """The producer: enqueue jobs, look them up, read stats, manage the dead-letter set.
 
-``Queue`` is async (redis.asyncio); ``SyncQueue`` has the same methods for WSGI apps and scripts.
-Both validate in ``_Producer`` and send the calls built by ``QueueCommands``; enqueue is one round
-trip, ``enqueue_many`` one pipelined round trip for the whole batch.
+``Queue`` is async (redis.asyncio); ``SyncQueue`` has the same methods, blocking, for WSGI apps and
+scripts. Both are thin: the checks and every operation are ``producer.Producer``'s, written once
+and driven on either client (``operations``); a test keeps the two public APIs equal. Enqueue is
+one round trip, ``enqueue_many`` one pipelined round trip for the whole batch.
+
+Errors: ``EnqueueError`` (and its ``PayloadError``, ``UnknownJobError``) for a job refused before
+anything is written; ``ConfigurationError`` at once when Redis refuses the credentials or the TLS
+check; ``EnqueueTimeout`` when an enqueue is not confirmed within ``enqueue_timeout`` seconds
+(resends included); ``RedisUnavailable`` when another call cannot reach Redis.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import string
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-import redis
-import redis.asyncio as aioredis
-
-from worker_runtime import keys as keyspace
-from worker_runtime import scripts
-from worker_runtime.app import App, JobDefinition, encode_payload
+from worker_runtime import operations
 from worker_runtime.backoff import Backoff
-from worker_runtime.batching import Coalescer
-from worker_runtime.commands import JobOptions, NewJob, QueueCommands, parse_probe
-from worker_runtime.errors import EnqueueError, JobNotFound
-from worker_runtime.job import EnqueuedJob, Job, JobState, QueueStats
+from worker_runtime.batching import Coalescer, Expired
+from worker_runtime.commands import NewJob
+from worker_runtime.connection import AsyncClient, SyncClient
+from worker_runtime.errors import RedisUnavailable
+from worker_runtime.flow import (
+    DEFAULT_BREAKER_MIN_ATTEMPTS,
+    DEFAULT_BREAKER_WINDOW_SECONDS,
+    Breaker,
+    FlowConfig,
+    RateLimit,
+)
+from worker_runtime.job import EnqueuedJob, Job
 from worker_runtime.observation import QueueObservation
-from worker_runtime.settings import RetrySettings
+from worker_runtime.operations import Operation
+from worker_runtime.options import JobSpec
+from worker_runtime.producer import DEAD_BATCH, ENQUEUE_BATCH, Producer
+from worker_runtime.schedules import ScheduleInfo
 
-ENQUEUE_BATCH = 1000
-# Job ids double as idempotency keys (order ids, webhook ids...); they become part of a key name.
-_ID_CHARS = frozenset(string.ascii_letters + string.digits + "._:-")
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """One job of an ``enqueue_many`` batch; fields as ``enqueue``'s arguments."""
-
-    name: str
-    payload: Any = None
-    job_id: str | None = None
-    priority: int | None = None
-    delay: float | timedelta | None = None
-    attempts: int | None = None
-    backoff: Backoff | None = None
-    timeout: float | None = None
+# What ``Queue.stats()`` returns: the probe's own shape, so the two can never disagree.
+QueueStats = QueueObservation
+R = TypeVar("R")
 
 
-def _seconds(value: float | timedelta | None, what: str) -> float:
-    if value is None:
-        return 0.0
-    try:
-        seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    except (TypeError, ValueError):
-        seconds = math.nan  # not a number of seconds at all
-    if not math.isfinite(seconds) or seconds < 0:
-        raise EnqueueError(f"{what} must be a finite number of seconds >= 0, got {value!r}")
-    return seconds
+class Queue(Producer[AsyncClient]):
+    """Async producer and admin API of one queue: ``Queue(name, connect(url), app=app)``.
 
+    ``app`` (optional) lets enqueue refuse unknown job names and payloads that fail the handler's
+    model; ``defaults`` are the retry settings of jobs that set none; ``max_payload_bytes`` bounds a
+    payload's JSON. ``enqueue_timeout``: seconds an enqueue may take, resends on a lost connection
+    included, before it raises ``EnqueueTimeout`` (10 by default); the other calls resend a round
+    trip for as long before they raise ``RedisUnavailable``. Give it a client from ``connect``,
+    which leaves the resending to the producer (a client that retries too only makes each attempt
+    longer). ``wait_for_replicas=N``: an enqueue is acknowledged only once N replicas have it
+    (Redis ``WAIT``, in the same round trip), so a failover cannot lose it; a write fewer replicas
+    confirm within ``replica_timeout`` seconds (1, or ``enqueue_timeout`` if shorter) is resent
+    (docs/redis.md).
+    """
 
-def _first(*values: Any) -> Any:
-    """The first value that is not None (0 is a value, so ``or`` will not do)."""
-    return next(v for v in values if v is not None)
+    _coalescer: Coalescer[NewJob] | None = None
 
-
-class _Producer:
-    """Validation shared by both producers; nothing here does I/O."""
-
-    def __init__(
-        self, name: str, *, app: App | None, defaults: RetrySettings | None, max_payload_bytes: int
-    ) -> None:
-        if app is not None and app.queue != name:
-            raise ValueError(f"app serves queue {app.queue!r}, not {name!r}")
-        self.name = name
-        self.app = app
-        self.defaults = defaults or RetrySettings()
-        self.max_payload_bytes = max_payload_bytes
-        self.commands = QueueCommands(name)
-        self._default_backoff = Backoff(self.defaults.backoff_base_seconds, self.defaults.backoff_cap_seconds)
-
-    def _new_job(self, spec: JobSpec) -> NewJob:
-        return self._new_jobs([spec])[0]
-
-    def _new_jobs(self, specs: Iterable[JobSpec]) -> list[NewJob]:
-        """Check jobs and turn them into what the scripts write; raises ``EnqueueError``.
-
-        Jobs of a batch usually share their options, so each distinct set is resolved once.
-        """
-        specs = list(specs)
-        random_ids = os.urandom(16 * len(specs)).hex()  # one system call for the whole batch
-        resolved: dict[tuple[Any, ...], tuple[JobDefinition | None, JobOptions]] = {}
-        jobs = []
-        for i, spec in enumerate(specs):
-            # The types are part of the key: 1, 1.0 and True are equal, but only 1 is a valid priority.
-            key = (spec.name, spec.priority, type(spec.priority), spec.attempts, type(spec.attempts),
-                   spec.delay, spec.timeout, spec.backoff)  # fmt: skip
-            try:
-                found = resolved.get(key)
-            except TypeError:  # an unhashable option: let the checks say what is wrong with it
-                found = self._options(spec)
-            if found is None:
-                found = resolved[key] = self._options(spec)
-            definition, options = found
-            if definition is not None:
-                definition.parse_payload(spec.payload)  # refuse a bad payload now, not in the worker
-            if spec.job_id is None:
-                job_id = random_ids[32 * i : 32 * i + 32]
-            elif not spec.job_id or len(spec.job_id) > 200 or not _ID_CHARS.issuperset(spec.job_id):
-                raise EnqueueError(
-                    f"job id must be 1..200 characters of [A-Za-z0-9._:-], got {spec.job_id!r}"
-                )
-            else:
-                job_id = spec.job_id
-            payload = encode_payload(spec.payload, self.max_payload_bytes)
-            jobs.append(NewJob(job_id, spec.name, payload, options))
-        return jobs
-
-    def _options(self, spec: JobSpec) -> tuple[JobDefinition | None, JobOptions]:
-        """The job's handler (when the producer knows the app) and its checked options."""
-        definition = self.app.definition(spec.name) if self.app else None
-        if definition is None and (not spec.name or len(spec.name) > 200):
-            raise EnqueueError(f"job name must be 1..200 characters, got {spec.name!r}")
-        priority = 0 if spec.priority is None else spec.priority
-        if type(priority) is not int or not keyspace.PRIORITY_MIN <= priority <= keyspace.PRIORITY_MAX:
-            bounds = f"[{keyspace.PRIORITY_MIN}, {keyspace.PRIORITY_MAX}]"
-            raise EnqueueError(f"priority must be an int in {bounds}, got {priority!r}")
-        attempts = _first(spec.attempts, definition and definition.attempts, self.defaults.default_attempts)
-        if type(attempts) is not int or not 1 <= attempts <= 1000:
-            raise EnqueueError(f"attempts must be an int in [1, 1000], got {attempts!r}")
-        timeout = _first(
-            spec.timeout, definition and definition.timeout, self.defaults.default_timeout_seconds
-        )
-        if _seconds(timeout, "timeout") <= 0:
-            raise EnqueueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        backoff = spec.backoff or self._default_backoff
-        options = JobOptions(
-            priority=priority,
-            delay_ms=round(_seconds(spec.delay, "delay") * 1000) if spec.delay else 0,
-            attempts=attempts,
-            backoff_base_ms=round(backoff.base * 1000),
-            backoff_cap_ms=round(backoff.cap * 1000),
-            timeout_ms=round(float(timeout) * 1000),
-        )
-        return definition, options
-
-    @staticmethod
-    def _enqueued(job: NewJob, reply: list[Any]) -> EnqueuedJob:
-        return EnqueuedJob(job.id, JobState(reply[1].decode()), created=bool(int(reply[0])))
-
-    @staticmethod
-    def _batches(jobs: list[NewJob]) -> list[list[NewJob]]:
-        # One script call per 1,000 jobs keeps each call short, so Redis serves others in between.
-        return [jobs[i : i + ENQUEUE_BATCH] for i in range(0, len(jobs), ENQUEUE_BATCH)]
-
-    @staticmethod
-    def _enqueued_many(jobs: list[NewJob], reply: list[Any]) -> list[EnqueuedJob]:
-        """The bulk script names only the ids that existed already (index, state); the rest are new."""
-        existing = {int(reply[i]): JobState(reply[i + 1].decode()) for i in range(0, len(reply), 2)}
-        return [
-            EnqueuedJob(job.id, existing[i], created=False)
-            if i in existing
-            else EnqueuedJob(job.id, JobState.DELAYED if job.options.delay_ms else JobState.WAITING)
-            for i, job in enumerate(jobs)
-        ]
-
-    def _job(self, job_id: str, raw: dict[bytes, bytes]) -> Job:
-        if not raw:
-            raise JobNotFound(f"no job {job_id!r} in queue {self.name!r}")
-        return Job.from_hash(self.name, job_id, raw)
-
-    @staticmethod
-    def _stats(o: QueueObservation) -> QueueStats:
-        return QueueStats(
-            waiting=o.waiting,
-            delayed=o.delayed,
-            active=o.active,
-            completed=o.completed,
-            failed=o.retry,
-            dead=o.dead,
-            oldest_ready_age_s=o.oldest_ready_age_s,
-            enqueued_total=o.enqueued_total,
-            completed_total=o.completed_total,
-            failed_total=o.failed_total,
-            dead_total=o.dead_total,
-        )
-
-
-class Queue(_Producer):
-    """Async producer and admin API of one queue."""
-
-    def __init__(
-        self,
-        name: str,
-        redis_client: aioredis.Redis,
-        *,
-        app: App | None = None,
-        defaults: RetrySettings | None = None,
-        max_payload_bytes: int = keyspace.DEFAULT_MAX_PAYLOAD_BYTES,
-    ) -> None:
-        super().__init__(name, app=app, defaults=defaults, max_payload_bytes=max_payload_bytes)
-        self.redis = redis_client
-        self._coalescer: Coalescer[NewJob] | None = None
+    async def _run(self, operation: Operation[R], *, resend: bool = True) -> R:
+        within = self.enqueue_timeout if resend else None
+        return await operations.run_async(self.redis, operation, within=within)
 
     async def enqueue(
         self,
@@ -214,23 +74,28 @@ class Queue(_Producer):
         attempts: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the job's run-time limit, not this call's
+        ttl: float | timedelta | None = None,
+        group: str | None = None,
     ) -> EnqueuedJob:
         """Add a job and return its id at once. An existing ``job_id`` is not enqueued twice.
 
         Concurrent calls on one event loop are written together by one bulk script call per round
         trip (see ``batching``); each caller still gets its own result once its job is written.
         """
-        job = self._new_job(JobSpec(name, payload, job_id, priority, delay, attempts, backoff, timeout))
+        spec = JobSpec(name, payload, job_id=job_id, priority=priority, delay=delay, attempts=attempts,
+                       backoff=backoff, timeout=timeout, ttl=ttl, group=group)  # fmt: skip
+        job = self._new_job(spec)
         if self._coalescer is None:
-            self._coalescer = Coalescer(self._write, max_batch=ENQUEUE_BATCH)
-        result: EnqueuedJob = await self._coalescer.submit(job)
+            self._coalescer = Coalescer(self._send, max_batch=ENQUEUE_BATCH, timeout=self.enqueue_timeout)
+        try:
+            result: EnqueuedJob = await self._coalescer.submit(job)
+        except Expired as exc:
+            raise self._timed_out([job], self._coalescer.last_error) from exc
         return result
 
-    async def _write(self, jobs: Sequence[NewJob]) -> list[EnqueuedJob]:
-        if len(jobs) == 1:
-            return [self._enqueued(jobs[0], await scripts.run(self.redis, self.commands.enqueue(jobs[0])))]
-        reply = await scripts.run(self.redis, self.commands.enqueue_many(jobs))
-        return self._enqueued_many(list(jobs), reply)
+    async def _send(self, jobs: Sequence[NewJob]) -> list[EnqueuedJob]:
+        # The coalescer resends, for as long as each of its callers waits.
+        return await self._run(self._write(jobs), resend=False)
 
     async def aclose(self) -> None:
         """Stop the enqueue coalescer (the Redis client stays the caller's)."""
@@ -240,67 +105,139 @@ class Queue(_Producer):
     async def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
         """Validate every job first (all or nothing), then add them in one round trip."""
         jobs = self._new_jobs(specs)
-        batches = self._batches(jobs)
-        replies = await scripts.run_many(self.redis, [self.commands.enqueue_many(b) for b in batches])
-        return [
-            e
-            for batch, reply in zip(batches, replies, strict=True)
-            for e in self._enqueued_many(batch, reply)
-        ]
+        try:
+            result: list[EnqueuedJob] = await self._run(self._write(jobs))
+        except RedisUnavailable as exc:
+            raise self._timed_out(jobs, exc.__cause__) from exc
+        return result
 
     async def get_job(self, job_id: str) -> Job:
-        raw: dict[bytes, bytes] = await self.redis.hgetall(self.commands.keys.job(job_id))  # type: ignore[assignment]
-        return self._job(job_id, raw)
+        """A snapshot of one job; ``JobNotFound`` if there is none (or retention deleted it)."""
+        return await self._run(self._get_job(job_id))
 
-    async def observe(self) -> QueueObservation:
-        return parse_probe(self.name, await scripts.run(self.redis, self.commands.probe()))
+    async def stats(self) -> QueueObservation:
+        """Jobs in each state, the oldest ready job's age, the counters and the live workers:
+        exactly what the operator's probe sees."""
+        return await self._run(self._stats())
 
-    async def stats(self) -> QueueStats:
-        return self._stats(await self.observe())
+    observe = stats  # the probe's word for the same read
+
+    async def flow(self) -> FlowConfig:
+        """The queue's flow control: paused, rate limit, running cap (``flow.FlowConfig``)."""
+        return await self._run(self._flow())
+
+    async def pause(self) -> FlowConfig:
+        """Stop every worker's claims within one poll; running jobs finish, enqueue still works."""
+        return await self._run(self._configure_flow(paused=True))
+
+    async def resume(self) -> FlowConfig:
+        """Claim again, at once (the held workers are woken)."""
+        return await self._run(self._configure_flow(paused=False))
+
+    async def set_rate_limit(self, jobs: int | None, per_seconds: float = 1.0) -> FlowConfig:
+        """Start at most ``jobs`` jobs per ``per_seconds`` across all workers (None: no limit)."""
+        return await self._run(self._configure_flow(rate_limit=rate_limit(jobs, per_seconds)))
+
+    async def set_group_rate_limit(self, jobs: int | None, per_seconds: float = 1.0) -> FlowConfig:
+        """Let every group (``enqueue(..., group=...)``) start at most ``jobs`` jobs per
+        ``per_seconds``; a group over it waits without holding up the others (None: no limit)."""
+        return await self._run(self._configure_flow(group_rate_limit=rate_limit(jobs, per_seconds)))
+
+    async def set_max_running(self, limit: int | None) -> FlowConfig:
+        """Run at most ``limit`` jobs at once across all workers (None: no cap)."""
+        return await self._run(self._configure_flow(max_running=limit))
+
+    async def add_schedule(
+        self,
+        name: str,
+        job: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        payload: Any = None,
+        tz: str = "UTC",
+        missed: str = "skip",
+    ) -> bool:
+        """Enqueue ``job`` with ``payload`` on every tick of ``cron`` (in ``tz``) or ``every``
+        seconds, once per tick whoever fires it (``schedules``); replaces a schedule of that name.
+        False when it was stored as given already (its next tick is kept)."""
+        schedule = self._schedule(name, job, cron, every, payload, tz, missed)
+        return await self._run(self._add_schedule(schedule))
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """The stored schedules with their next tick (ms), by name."""
+        return await self._run(self._schedules())
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Stop a schedule (its jobs already enqueued stay); False if there was none."""
+        return await self._run(self._remove_schedule(name))
+
+    async def set_breaker(
+        self,
+        failures: int | None,
+        cooloff_seconds: float = 30.0,
+        *,
+        failure_ratio: float | None = None,
+        window_seconds: float = DEFAULT_BREAKER_WINDOW_SECONDS,
+        min_attempts: int = DEFAULT_BREAKER_MIN_ATTEMPTS,
+    ) -> FlowConfig:
+        """Circuit breakers per job name: ``failures`` failed attempts in a row, or a share
+        ``failure_ratio`` of failed attempts among at least ``min_attempts`` in the last
+        ``window_seconds``, stop the claims of that name for ``cooloff_seconds``, then one job
+        tries (both None: no breakers). Replaces the breakers' whole configuration."""
+        wanted = breaker(failures, cooloff_seconds, failure_ratio, window_seconds, min_attempts)
+        return await self._run(self._configure_flow(breaker=wanted))
 
     async def dead_jobs(self, offset: int = 0, limit: int = 100) -> list[Job]:
-        """Dead-lettered jobs, oldest first, with their payload, last error and attempts."""
-        raw_ids: list[bytes] = await self.redis.zrange(self.commands.keys.dead, offset, offset + limit - 1)  # type: ignore[assignment]
-        ids = [i.decode() for i in raw_ids]
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self.commands.keys.job(job_id))
-        return [self._job(i, raw) for i, raw in zip(ids, await pipe.execute(), strict=True) if raw]
+        """Up to ``limit`` dead-lettered jobs from ``offset``, oldest first, with their payload,
+        last error and attempts (``limit=0``: none)."""
+        return await self._run(self._dead_jobs(offset, limit))
+
+    async def cancel(self, job_id: str) -> bool:
+        """Delete a job that is waiting (held by its group's limit or not), delayed or retrying;
+        False if there is none, or it is running or finished (left as it is)."""
+        return await self._run(self._cancel(job_id))
 
     async def replay_dead(self, job_id: str) -> bool:
         """Put one dead job back to waiting with fresh attempts; False if it is not dead."""
-        return int(await scripts.run(self.redis, self.commands.replay(job_id))) == 1
+        return await self._run(self._replay_dead(job_id))
 
-    async def replay_all_dead(self, batch: int = 500) -> int:
-        replayed = 0
-        while True:
-            ids: list[bytes] = await self.redis.zrange(self.commands.keys.dead, 0, batch - 1)  # type: ignore[assignment]
-            if not ids:
-                return replayed
-            replies = await scripts.run_many(self.redis, [self.commands.replay(i.decode()) for i in ids])
-            replayed += sum(1 for r in replies if int(r) == 1)
+    async def replay_all_dead(self, batch: int = DEAD_BATCH) -> int:
+        """Replay every job dead when the call starts (``batch`` per script call); the number replayed."""
+        return await self._run(self._replay_all_dead(batch))
 
-    async def purge_dead(self) -> int:
-        purged = 0
-        while count := int(await scripts.run(self.redis, self.commands.purge_dead())):
-            purged += count
-        return purged
+    async def purge_dead(self, job_ids: Iterable[str] | None = None) -> int:
+        """Delete the dead jobs ``job_ids`` (None: every job dead now); the number deleted."""
+        return await self._run(self._purge_dead(job_ids))
 
 
-class SyncQueue(_Producer):
-    """The same producer API, blocking, for WSGI apps and scripts."""
+def rate_limit(jobs: int | None, per_seconds: float) -> RateLimit | None:
+    """The limit ``set_rate_limit`` asks for (None: none); ``ValueError`` names a bad value."""
+    return None if jobs is None else RateLimit(jobs, per_seconds)
 
-    def __init__(
-        self,
-        name: str,
-        redis_client: redis.Redis,
-        *,
-        app: App | None = None,
-        defaults: RetrySettings | None = None,
-        max_payload_bytes: int = keyspace.DEFAULT_MAX_PAYLOAD_BYTES,
-    ) -> None:
-        super().__init__(name, app=app, defaults=defaults, max_payload_bytes=max_payload_bytes)
-        self.redis = redis_client
+
+def breaker(
+    failures: int | None,
+    cooloff_seconds: float,
+    failure_ratio: float | None = None,
+    window_seconds: float = DEFAULT_BREAKER_WINDOW_SECONDS,
+    min_attempts: int = DEFAULT_BREAKER_MIN_ATTEMPTS,
+) -> Breaker | None:
+    """The breakers ``set_breaker`` asks for (None: none); ``ValueError`` names a bad value."""
+    if failures is None and failure_ratio is None:
+        return None
+    return Breaker(failures, cooloff_seconds, failure_ratio, window_seconds, min_attempts)
+
+
+class SyncQueue(Producer[SyncClient]):
+    """The same producer and admin API, blocking, for WSGI apps and scripts (see ``Queue``).
+
+    Give it a client from ``connect_sync``: its socket timeout bounds a call to a silent server,
+    which ``enqueue_timeout`` alone cannot interrupt.
+    """
+
+    def _run(self, operation: Operation[R]) -> R:
+        return operations.run_sync(self.redis, operation, within=self.enqueue_timeout)
 
     def enqueue(
         self,
@@ -313,22 +250,90 @@ class SyncQueue(_Producer):
         attempts: int | None = None,
         backoff: Backoff | None = None,
         timeout: float | None = None,
+        ttl: float | timedelta | None = None,
+        group: str | None = None,
     ) -> EnqueuedJob:
-        job = self._new_job(JobSpec(name, payload, job_id, priority, delay, attempts, backoff, timeout))
-        return self._enqueued(job, scripts.run_sync(self.redis, self.commands.enqueue(job)))
+        spec = JobSpec(name, payload, job_id=job_id, priority=priority, delay=delay, attempts=attempts,
+                       backoff=backoff, timeout=timeout, ttl=ttl, group=group)  # fmt: skip
+        return self.enqueue_many([spec])[0]
 
     def enqueue_many(self, specs: Iterable[JobSpec]) -> list[EnqueuedJob]:
         jobs = self._new_jobs(specs)
-        batches = self._batches(jobs)
-        replies = scripts.run_many_sync(self.redis, [self.commands.enqueue_many(b) for b in batches])
-        return [
-            e
-            for batch, reply in zip(batches, replies, strict=True)
-            for e in self._enqueued_many(batch, reply)
-        ]
+        try:
+            result: list[EnqueuedJob] = self._run(self._write(jobs))
+        except RedisUnavailable as exc:
+            raise self._timed_out(jobs, exc.__cause__) from exc
+        return result
 
     def get_job(self, job_id: str) -> Job:
-        return self._job(job_id, self.redis.hgetall(self.commands.keys.job(job_id)))  # type: ignore[arg-type]
+        return self._run(self._get_job(job_id))
 
-    def stats(self) -> QueueStats:
-        return self._stats(parse_probe(self.name, scripts.run_sync(self.redis, self.commands.probe())))
+    def stats(self) -> QueueObservation:
+        return self._run(self._stats())
+
+    observe = stats
+
+    def flow(self) -> FlowConfig:
+        return self._run(self._flow())
+
+    def pause(self) -> FlowConfig:
+        return self._run(self._configure_flow(paused=True))
+
+    def resume(self) -> FlowConfig:
+        return self._run(self._configure_flow(paused=False))
+
+    def set_rate_limit(self, jobs: int | None, per_seconds: float = 1.0) -> FlowConfig:
+        return self._run(self._configure_flow(rate_limit=rate_limit(jobs, per_seconds)))
+
+    def set_group_rate_limit(self, jobs: int | None, per_seconds: float = 1.0) -> FlowConfig:
+        return self._run(self._configure_flow(group_rate_limit=rate_limit(jobs, per_seconds)))
+
+    def set_max_running(self, limit: int | None) -> FlowConfig:
+        return self._run(self._configure_flow(max_running=limit))
+
+    def add_schedule(
+        self,
+        name: str,
+        job: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        payload: Any = None,
+        tz: str = "UTC",
+        missed: str = "skip",
+    ) -> bool:
+        schedule = self._schedule(name, job, cron, every, payload, tz, missed)
+        return self._run(self._add_schedule(schedule))
+
+    def schedules(self) -> list[ScheduleInfo]:
+        return self._run(self._schedules())
+
+    def remove_schedule(self, name: str) -> bool:
+        return self._run(self._remove_schedule(name))
+
+    def set_breaker(
+        self,
+        failures: int | None,
+        cooloff_seconds: float = 30.0,
+        *,
+        failure_ratio: float | None = None,
+        window_seconds: float = DEFAULT_BREAKER_WINDOW_SECONDS,
+        min_attempts: int = DEFAULT_BREAKER_MIN_ATTEMPTS,
+    ) -> FlowConfig:
+        wanted = breaker(failures, cooloff_seconds, failure_ratio, window_seconds, min_attempts)
+        return self._run(self._configure_flow(breaker=wanted))
+
+    def dead_jobs(self, offset: int = 0, limit: int = 100) -> list[Job]:
+        return self._run(self._dead_jobs(offset, limit))
+
+    def cancel(self, job_id: str) -> bool:
+        return self._run(self._cancel(job_id))
+
+    def replay_dead(self, job_id: str) -> bool:
+        return self._run(self._replay_dead(job_id))
+
+    def replay_all_dead(self, batch: int = DEAD_BATCH) -> int:
+        return self._run(self._replay_all_dead(batch))
+
+    def purge_dead(self, job_ids: Iterable[str] | None = None) -> int:
+        return self._run(self._purge_dead(job_ids))

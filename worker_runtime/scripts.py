@@ -1,8 +1,10 @@
 """The Lua scripts of ``worker_runtime/lua/``: loading, and running them by SHA with NOSCRIPT handled.
 
 Scripts are plain files; a line ``--- @include "name"`` pulls in ``lua/include/name.lua`` (each
-include once). A ``ScriptCall`` is a script plus its keys and arguments, so the same call can run
-on the async client, the sync client, or inside a pipeline with many others (one round trip).
+include once). A ``ScriptCall`` is a script plus its keys, its arguments and the parser of its
+reply (built by the script's twin in ``commands.py``), so the same call can run on the async
+client, the sync client, or inside a pipeline with many others (one round trip), and every way of
+running it returns the same typed result.
 """
 
 from __future__ import annotations
@@ -10,28 +12,24 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-import redis
-import redis.asyncio as aioredis
+import redis.asyncio.cluster as async_cluster
 from redis.exceptions import NoScriptError
+
+from worker_runtime import topologies
+from worker_runtime.errors import NotReplicated
+from worker_runtime.topologies import AsyncClient, SyncClient
 
 LUA_DIR = Path(__file__).with_name("lua")
 _INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
 
 ScriptArg = str | int | float | bytes
-
-
-class ScriptError(enum.IntEnum):
-    """Negative returns of the scripts (see each script's header)."""
-
-    MISSING_JOB = -1
-    STALE_TOKEN = -2
-    NOT_DEAD = -3
+R = TypeVar("R")
 
 
 class Script(enum.StrEnum):
@@ -47,6 +45,11 @@ class Script(enum.StrEnum):
     REPLAY = "replay"
     PURGE_DEAD = "purge_dead"
     PROBE = "probe"
+    CONFIGURE_FLOW = "configure_flow"
+    SET_SCHEDULE = "set_schedule"
+    FIRE_SCHEDULE = "fire_schedule"
+    POSTPONE = "postpone"
+    CANCEL = "cancel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +70,14 @@ def _expand(source: str, seen: set[str]) -> str:
     return _INCLUDE.sub(include, source)
 
 
+def expand(source: str) -> str:
+    """Lua ``source`` with its ``--- @include`` lines replaced by the includes (each once)."""
+    return _expand(source, set())
+
+
 @cache
 def load(script: Script) -> LoadedScript:
-    source = _expand((LUA_DIR / f"{script.value}.lua").read_text(), set())
+    source = expand((LUA_DIR / f"{script.value}.lua").read_text())
     return LoadedScript(script.value, source, hashlib.sha1(source.encode()).hexdigest())
 
 
@@ -78,104 +86,184 @@ def all_scripts() -> list[LoadedScript]:
 
 
 @dataclass(frozen=True, slots=True)
-class ScriptCall:
-    """One script invocation, ready to send."""
+class ScriptCall(Generic[R]):
+    """One script invocation, ready to send, and how to read its reply."""
 
     script: Script
     keys: Sequence[str]
     args: Sequence[ScriptArg]
+    parse: Callable[[Any], R]
 
     def evalsha_args(self) -> tuple[Any, ...]:
         return (load(self.script).sha, len(self.keys), *self.keys, *self.args)
 
+    def settle(self, reply: Any) -> R | Exception:
+        """The parsed reply, or the error in its place (a server error, or a reply that does not
+        parse), so one bad reply in a pipeline fails only its own caller."""
+        if isinstance(reply, Exception):
+            return reply
+        try:
+            return self.parse(reply)
+        except Exception as exc:  # a reply of the wrong shape: the script and its twin disagree
+            return exc
 
-async def ensure_loaded(client: aioredis.Redis) -> None:
+
+# Every function below takes a client of any topology (``connection.connect``/``connect_sync``). A
+# script call names only keys of one queue, so one slot: a Cluster client sends it to the node that
+# owns the slot, and a pipeline of calls of many queues goes out as one pipeline per node, in parallel.
+# Scripts are loaded on every primary; a node that lost them (a restart, a replica promoted by a
+# failover) answers NOSCRIPT, and they are loaded again. Calls go out as ``EVALSHA`` commands
+# (redis-py's cluster pipelines refuse their ``evalsha`` method, not the command).
+
+
+def _load_commands(client: Any) -> Any:
+    pipe = client.pipeline(transaction=False)
+    targets = client.get_primaries() if topologies.is_cluster(client) else [None]
+    for node in targets:
+        where = {} if node is None else {"target_nodes": node}
+        for loaded in all_scripts():
+            pipe.execute_command("SCRIPT LOAD", loaded.source, **where)
+    return pipe
+
+
+async def ensure_loaded(client: AsyncClient) -> None:
     """Load every script once per client; EVALSHA then needs no retry on the hot path."""
-    pipe = client.pipeline(transaction=False)
-    for loaded in all_scripts():
-        pipe.script_load(loaded.source)
-    await pipe.execute()
+    if isinstance(client, async_cluster.RedisCluster):
+        await client.initialize()  # its primaries are known once it has read the layout
+    await _load_commands(client).execute()
 
 
-def ensure_loaded_sync(client: redis.Redis) -> None:
-    pipe = client.pipeline(transaction=False)
-    for loaded in all_scripts():
-        pipe.script_load(loaded.source)
-    pipe.execute()
+def ensure_loaded_sync(client: SyncClient) -> None:
+    _load_commands(client).execute()
 
 
-async def run(client: aioredis.Redis, call: ScriptCall) -> Any:
+async def run(client: AsyncClient, call: ScriptCall[R]) -> R:
     """Run one script; a server that lost its script cache (restart, SCRIPT FLUSH) gets it again."""
     try:
-        return await client.evalsha(*call.evalsha_args())
+        reply = await client.execute_command("EVALSHA", *call.evalsha_args())
     except NoScriptError:
         await ensure_loaded(client)
-        return await client.evalsha(*call.evalsha_args())
+        reply = await client.execute_command("EVALSHA", *call.evalsha_args())
+    return call.parse(reply)
 
 
-async def run_after_pop(client: aioredis.Redis, key: str, block_seconds: float, call: ScriptCall) -> Any:
+async def run_after_pop(client: AsyncClient, key: str, block_seconds: float, call: ScriptCall[R]) -> R:
     """Block on ``BZPOPMIN key`` for up to ``block_seconds``, then run ``call``: one pipeline, so
-    Redis runs the script the moment the pop returns, without a round trip in between."""
+    Redis runs the script the moment the pop returns, without a round trip in between (``key`` is
+    of the call's queue: on a Cluster both go to the node of its slot, on one connection)."""
     pipe = client.pipeline(transaction=False)
     pipe.bzpopmin(key, block_seconds)
-    pipe.evalsha(*call.evalsha_args())
+    pipe.execute_command("EVALSHA", *call.evalsha_args())
     _, reply = await pipe.execute(raise_on_error=False)
     if isinstance(reply, NoScriptError):
         return await run(client, call)
     if isinstance(reply, Exception):
         raise reply
-    return reply
+    return call.parse(reply)
 
 
-def run_sync(client: redis.Redis, call: ScriptCall) -> Any:
+def run_sync(client: SyncClient, call: ScriptCall[R]) -> R:
     try:
-        return client.evalsha(*call.evalsha_args())
+        reply = client.execute_command("EVALSHA", *call.evalsha_args())  # type: ignore[no-untyped-call]
     except NoScriptError:
         ensure_loaded_sync(client)
-        return client.evalsha(*call.evalsha_args())
+        reply = client.execute_command("EVALSHA", *call.evalsha_args())  # type: ignore[no-untyped-call]
+    return call.parse(reply)
 
 
-async def run_many(
-    client: aioredis.Redis, calls: Sequence[ScriptCall], *, return_exceptions: bool = False
-) -> list[Any]:
-    """Run many scripts in one pipelined round trip; results in order.
+async def run_many(client: AsyncClient, calls: Sequence[ScriptCall[R]]) -> list[R]:
+    """Run many scripts in one pipelined round trip; parsed results in order, the first error raised."""
+    return _raise_first(await run_settled(client, calls))
 
-    A script error is raised, or returned in its place with ``return_exceptions``.
-    """
-    results = await _pipeline(client, calls)
-    if any(isinstance(r, NoScriptError) for r in results):
+
+async def run_settled(client: AsyncClient, calls: Sequence[ScriptCall[R]]) -> list[R | Exception]:
+    """``run_many``, with each error returned in its call's place instead of raised."""
+    replies = await _pipeline(client, calls)
+    retry = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    if retry:
         await ensure_loaded(client)
-        retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        again = await _pipeline(client, [calls[i] for i in retry])
-        for i, value in zip(retry, again, strict=True):
-            results[i] = value
-    for value in results:
-        if isinstance(value, Exception) and not return_exceptions:
-            raise value
-    return results
+        for i, value in zip(retry, await _pipeline(client, [calls[i] for i in retry]), strict=True):
+            replies[i] = value
+    return [call.settle(reply) for call, reply in zip(calls, replies, strict=True)]
 
 
-async def _pipeline(client: aioredis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+def _evalsha_pipeline(client: Any, calls: Sequence[ScriptCall[Any]]) -> Any:
     pipe = client.pipeline(transaction=False)
     for call in calls:
-        pipe.evalsha(*call.evalsha_args())
-    return list(await pipe.execute(raise_on_error=False))
+        pipe.execute_command("EVALSHA", *call.evalsha_args())
+    return pipe
 
 
-def run_many_sync(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
-    def pipeline(batch: Sequence[ScriptCall]) -> list[Any]:
-        pipe = client.pipeline(transaction=False)
-        for call in batch:
-            pipe.evalsha(*call.evalsha_args())
-        return list(pipe.execute(raise_on_error=False))
+async def _pipeline(client: AsyncClient, calls: Sequence[ScriptCall[Any]]) -> list[Any]:
+    return list(await _evalsha_pipeline(client, calls).execute(raise_on_error=False))
 
-    results = pipeline(calls)
-    if any(isinstance(r, NoScriptError) for r in results):
+
+def run_many_sync(client: SyncClient, calls: Sequence[ScriptCall[R]]) -> list[R]:
+    def pipeline(batch: Sequence[ScriptCall[R]]) -> list[Any]:
+        return list(_evalsha_pipeline(client, batch).execute(raise_on_error=False))
+
+    replies = pipeline(calls)
+    retry = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    if retry:
         ensure_loaded_sync(client)
-        retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         for i, value in zip(retry, pipeline([calls[i] for i in retry]), strict=True):
-            results[i] = value
+            replies[i] = value
+    return _raise_first([call.settle(reply) for call, reply in zip(calls, replies, strict=True)])
+
+
+def _replicated_pipeline(
+    client: Any, calls: Sequence[ScriptCall[Any]], replicas: int, timeout_ms: int
+) -> Any:
+    """The calls, then ``WAIT`` on the same connection (on a Cluster: the node of the calls' slot)."""
+    pipe = _evalsha_pipeline(client, calls)
+    where = (
+        {"target_nodes": client.get_node_from_key(calls[0].keys[0])} if topologies.is_cluster(client) else {}
+    )
+    pipe.execute_command("WAIT", replicas, timeout_ms, **where)
+    return pipe
+
+
+def _confirmed(replies: list[Any], calls: Sequence[ScriptCall[R]], replicas: int, timeout_ms: int) -> list[R]:
+    acked = replies.pop()
+    if isinstance(acked, Exception):
+        raise acked
+    if int(acked) < replicas:
+        raise NotReplicated(
+            f"written, but confirmed by {acked} of {replicas} replica(s) within {timeout_ms} ms"
+        )
+    return _raise_first([call.settle(reply) for call, reply in zip(calls, replies, strict=True)])
+
+
+async def run_replicated(
+    client: AsyncClient, calls: Sequence[ScriptCall[R]], replicas: int, timeout_ms: int
+) -> list[R]:
+    """``run_many`` for calls of one queue, answered only once ``replicas`` replicas have their
+    writes (``WAIT``, in the same round trip); ``NotReplicated`` if fewer confirm within ``timeout_ms``."""
+    replies = list(
+        await _replicated_pipeline(client, calls, replicas, timeout_ms).execute(raise_on_error=False)
+    )
+    if any(isinstance(r, NoScriptError) for r in replies):
+        await ensure_loaded(client)  # all again: WAIT must follow the writes it confirms
+        replies = list(
+            await _replicated_pipeline(client, calls, replicas, timeout_ms).execute(raise_on_error=False)
+        )
+    return _confirmed(replies, calls, replicas, timeout_ms)
+
+
+def run_replicated_sync(
+    client: SyncClient, calls: Sequence[ScriptCall[R]], replicas: int, timeout_ms: int
+) -> list[R]:
+    replies = list(_replicated_pipeline(client, calls, replicas, timeout_ms).execute(raise_on_error=False))
+    if any(isinstance(r, NoScriptError) for r in replies):
+        ensure_loaded_sync(client)
+        replies = list(
+            _replicated_pipeline(client, calls, replicas, timeout_ms).execute(raise_on_error=False)
+        )
+    return _confirmed(replies, calls, replicas, timeout_ms)
+
+
+def _raise_first(results: list[R | Exception]) -> list[R]:
     for value in results:
         if isinstance(value, Exception):
             raise value
-    return results
+    return results  # type: ignore[return-value]  # no Exception left in it

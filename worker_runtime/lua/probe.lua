@@ -1,17 +1,23 @@
 --[[
   Read a queue's depth by state, its oldest ready job's ready time and its counters; read-only.
 
-  KEYS[1] waiting  KEYS[2] ready_since  KEYS[3] delayed  KEYS[4] retry  KEYS[5] active
-  KEYS[6] completed  KEYS[7] dead  KEYS[8] counters  KEYS[9] workers
+  KEYS[1] ready_since   KEYS[2] counters   KEYS[3] workers   KEYS[4] flow   KEYS[5] rate
+  KEYS[6] schedule_next   KEYS[7] breakers
+  KEYS[8 .. 7 + S] the scheduled sets (delayed, retrying): a due job there is ready already
+  KEYS[8 + S ..] the set of each state to count, in the order of states.STATES
+  ARGV[1] S, the number of scheduled sets
 
-  Returns {now_ms, waiting, delayed, retry, active, completed, dead, oldest_ready_ms (-1 if none),
-  {counter, value, ...}, {worker id, heartbeat JSON, ...}}. Every read is O(1) or O(log n) except
-  the counters and workers hashes, which stay small.
-  A delayed or retry job that is due but not yet promoted counts as ready since its due time.
+  Returns {now_ms, oldest_ready_ms (-1 if none), {jobs in each counted set, in KEYS order},
+  {counter, value, ...}, {worker id, heartbeat JSON, ...}, {flow field, value, ...}, jobs started
+  in the rate window, the earliest next tick of a schedule in ms (-1 if none), {job name, open
+  breaker, ...}}. Every read is O(1) or O(log n) except the counters, workers and flow
+  hashes, which stay small.
+  A scheduled job that is due but not yet promoted counts as ready since its due time.
 ]]
 --- @include "time"
 local rcall = redis.call
 local now = now_ms()
+local scheduled = tonumber(ARGV[1])
 
 local oldest = -1
 local function consider(key, only_due)
@@ -23,15 +29,15 @@ local function consider(key, only_due)
     end
   end
 end
-consider(KEYS[2], false)
-consider(KEYS[3], true)
-consider(KEYS[4], true)
+consider(KEYS[1], false)
+for k = 8, 7 + scheduled do
+  consider(KEYS[k], true)
+end
 
-return {
-  now,
-  rcall("ZCARD", KEYS[1]), rcall("ZCARD", KEYS[3]), rcall("ZCARD", KEYS[4]),
-  rcall("ZCARD", KEYS[5]), rcall("ZCARD", KEYS[6]), rcall("ZCARD", KEYS[7]),
-  oldest,
-  rcall("HGETALL", KEYS[8]),
-  rcall("HGETALL", KEYS[9]),
-}
+local depths = {}
+for k = 8 + scheduled, #KEYS do
+  depths[#depths + 1] = rcall("ZCARD", KEYS[k])
+end
+local tick = rcall("ZRANGE", KEYS[6], 0, 0, "WITHSCORES")[2] or -1
+return {now, oldest, depths, rcall("HGETALL", KEYS[2]), rcall("HGETALL", KEYS[3]), rcall("HGETALL", KEYS[4]),
+  tonumber(rcall("GET", KEYS[5])) or 0, tick, rcall("HGETALL", KEYS[7])}

@@ -21,6 +21,7 @@ from jobqueue_operator import spec
 from jobqueue_operator.dev import loop as devloop
 
 from examples import demo_app
+from worker_runtime.embedded_redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
@@ -33,13 +34,19 @@ FAST_LEASES = {
 
 
 def jobqueue_manifest(
-    queue: str, *, env: dict[str, str], scaling: dict[str, Any], **spec_extra: Any
+    queue: str,
+    *,
+    env: dict[str, str],
+    scaling: dict[str, Any],
+    app: str = "examples.demo_app:app",
+    **spec_extra: Any,
 ) -> dict[str, Any]:
-    """A JobQueue for ``examples.demo_app`` on ``queue``, with the container env and scaling given."""
+    """A JobQueue for ``app`` (the demo's by default) on ``queue``, with the container env and
+    scaling given."""
     container = {
         "name": "worker",
         "image": "jobqueue/example-worker:test",
-        "args": ["examples.demo_app:app"],
+        "args": [app],
         "env": [{"name": k, "value": v} for k, v in env.items()],
     }
     return {
@@ -110,6 +117,19 @@ async def start_loop(in_repo_root: None, tmp_path: Path) -> AsyncIterator[StartL
     for process in leftover:
         process.kill()
     assert not leftover, f"worker processes left behind: {leftover}"
+
+
+def aof(fsync: str) -> list[str]:
+    """redis-server arguments for an append-only file synced ``always`` or ``everysec``."""
+    return ["--appendonly", "yes", "--appendfsync", fsync]
+
+
+def aof_server(tmp_path: Path, fsync: str) -> RedisServer:
+    """A started redis-server with an AOF in ``tmp_path/redis``; restart it on the same port and
+    directory (``RedisServer(port=..., workdir=..., extra_args=aof(fsync))``) to keep its data."""
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    return RedisServer(extra_args=aof(fsync), workdir=str(workdir)).start()
 
 
 async def receipts(client: aioredis.Redis, queue: str) -> dict[str, int]:

@@ -15,21 +15,20 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from tests.e2e import conftest
 from tests.e2e.conftest import FAST_LEASES, StartLoop, jobqueue_manifest, receipts, record
 from tests.support.wait import wait_for
 from worker_runtime import JobSpec, Queue, connect
 from worker_runtime.connection import TRANSIENT_ERRORS
 from worker_runtime.embedded_redis import RedisServer
 
-AOF = ["--appendonly", "yes", "--appendfsync", "everysec"]
+AOF = conftest.aof("everysec")
 FSYNC_WINDOW_S = 1.5
 
 
 @pytest.fixture
 def aof_server(tmp_path: Path) -> Iterator[RedisServer]:
-    workdir = tmp_path / "redis"
-    workdir.mkdir()
-    server = RedisServer(extra_args=AOF, workdir=str(workdir)).start()
+    server = conftest.aof_server(tmp_path, "everysec")
     yield server
     server.stop()
 

@@ -20,7 +20,13 @@ object store semantics with the ones of a real apiserver:
   ``k8s.io/initial-events-end`` bookmark, periodic bookmarks, ``timeoutSeconds`` and is served as
   ``application/json``;
 * discovery reports ``groupVersion: v1`` for the core group, no shortNames on subresources, and
-  creating a CRD registers its resources before the ADDED event is published.
+  creating a CRD registers its resources before the ADDED event is published;
+* validation of metadata (names, labels) and of Deployments (selector, containers, images) with the
+  API server's 422 messages (``emulator_validation``);
+* long runs stay representative: matching a request costs the same after a million requests as
+  after one, the request logs, each object's history and the watch cache are bounded, Events
+  expire after ``event_ttl`` as the API server's ``--event-ttl`` makes them, and requests are counted
+  by client (``emulator_requests``).
 
 All mutating code is synchronous, so each change is atomic in the emulator's event loop; watchers
 are woken through a fresh ``asyncio.Event`` per change.
@@ -31,11 +37,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import collections
 import copy
 import dataclasses
 import pathlib
 import random
 import string
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -45,7 +53,7 @@ import attrs
 import kmock
 from kmock._internal import apps, parsing, rendering
 
-from tests.support import patching, resources, selectors
+from tests.support import emulator_requests, emulator_validation, patching, resources, selectors
 
 Key = tuple[kmock.resource, str | None, str]
 Body = dict[str, Any]
@@ -53,6 +61,7 @@ Predicate = Callable[[Mapping[str, Any]], bool]
 WATCH_HEADERS = {"Content-Type": "application/json"}
 CORE_NAMESPACE_SUBRESOURCES = ("status", "finalize")
 SECRETS = kmock.resource("", "v1", "secrets")
+EVENTS = kmock.resource("", "v1", "events")
 
 
 def _parse_path(path: str) -> parsing.ParsedPath:
@@ -163,7 +172,12 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     enforce_namespaces: bool = True  # 404 on creating in a namespace that does not exist
     garbage_collection: bool = True  # delete owned objects when their owners are gone
     bookmark_interval: float = 20.0  # periodic BOOKMARKs on watches that allow them (seconds)
-    event_log_limit: int = 20_000  # per resource; older events are compacted (watch from them: 410)
+    # The watch cache per resource; older events are compacted (a watch from them gets 410 Gone).
+    event_log_limit: int = 5_000
+    request_log_limit: int = 10_000  # requests kept for assertions (the server's and each reaction's)
+    history_limit: int = 8  # versions kept per object (kmock keeps every one otherwise)
+    event_ttl: float = 3600.0  # seconds an Event lives, as the API server's --event-ttl default
+    validate: bool = True  # refuse malformed metadata and Deployments with 422, as the API server does
 
     _rv: int = attrs.field(default=0, init=False)
     _logs: dict[kmock.resource, _EventLog] = attrs.field(factory=dict, init=False)
@@ -173,6 +187,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     _uids: dict[str, Key] = attrs.field(factory=dict, init=False)
     _results: dict[rendering.Request, Body] = attrs.field(factory=dict, init=False)
     _watchers: dict[kmock.resource, int] = attrs.field(factory=dict, init=False)
+    _by_resource: dict[kmock.resource, dict[Key, None]] = attrs.field(factory=dict, init=False)
+    _event_expiry: collections.deque[tuple[float, Key]] = attrs.field(factory=collections.deque, init=False)
+    clients: emulator_requests.ClientTally = attrs.field(factory=emulator_requests.ClientTally, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -224,8 +241,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         res = kmock.resource(resource)
         return [
             copy.deepcopy(obj.raw)
-            for (r, ns, _), obj in self._objects.items()
-            if r == res and not obj.deleted and (namespace is None or ns == namespace)
+            for key in self._keys_of(res)
+            if not (obj := self._objects[key]).deleted and (namespace is None or key[1] == namespace)
         ]
 
     def create_object(
@@ -256,19 +273,46 @@ class RealisticEmulator(kmock.KubernetesEmulator):
 
     # ----------------------------------------------------------------- request dispatching
 
+    @property
+    def requests_served(self) -> int:
+        return self.clients.total
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self.clients.add(request)
+        emulator_requests.trim(self._requests, self.request_log_limit)
         try:
             if request.resource is not None and request.resource.plural is not None:
                 result = self._mutate(request)
                 if result is not None:
                     self._results[request] = result
-            return await super(kmock.KubernetesEmulator, self)._handle(request)
+            return await self._dispatch(request)
         except kmock.KubernetesError as exc:
             return self._status_response(exc)
         except selectors.SelectorError as exc:
             return self._status_response(_error(400, "BadRequest", str(exc)))
         finally:
             self._results.pop(request, None)
+
+    async def _dispatch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """kmock's ``RawHandler._handle`` (the first matching reaction answers), with each reaction's
+        match decided in constant time where it can be (``emulator_requests.sees``)."""
+        for payload in emulator_requests.ordered(self._payloads):
+            if payload._disabled.is_set():
+                continue
+            seen = emulator_requests.sees(payload._source, request, self)
+            if seen is None:
+                seen = request in payload._source
+            if not seen:
+                continue
+            try:
+                return await payload(request)
+            except rendering.ReactionMismatchError:  # either mismatch or depletion
+                payload._disabled.set()
+            except NotImplementedError:  # matched, but non-actionable (nothing to respond with)
+                pass
+            finally:
+                emulator_requests.trim(payload._requests, self.request_log_limit)
+        raise NotImplementedError("no reaction matches the request; add a fallback")
 
     def _status_response(self, exc: kmock.KubernetesError) -> aiohttp.web.StreamResponse:
         return aiohttp.web.json_response(
@@ -390,9 +434,40 @@ class RealisticEmulator(kmock.KubernetesEmulator):
 
     def _store(self, key: Key, body: Body) -> None:
         if key in self._objects:
-            self._objects[key].history.append(body)
+            history = self._objects[key].history
+            history.append(body)
+            if len(history) > self.history_limit:
+                del history[: len(history) - self.history_limit]
         else:
             self._objects[key] = body
+            self._by_resource.setdefault(key[0], {})[key] = None
+
+    def _keys_of(self, resource: kmock.resource) -> list[Key]:
+        """Keys of one resource's objects (deleted ones too), without scanning the others."""
+        return list(self._by_resource.get(resource, ()))
+
+    def _expire_events(self) -> None:
+        """Delete the Events older than ``event_ttl``, for good (a DELETED event is published)."""
+        now = time.monotonic()
+        while self._event_expiry and now - self._event_expiry[0][0] >= self.event_ttl:
+            _, key = self._event_expiry.popleft()
+            if self._live(key) is not None:
+                self._delete(*key, {"propagationPolicy": "Orphan"})
+            if key in self._objects and self._objects[key].deleted:
+                del self._objects[key]
+                self._by_resource.get(key[0], {}).pop(key, None)
+
+    def _validate(self, resource: kmock.resource, body: Body) -> None:
+        if not self.validate:
+            return
+        found = emulator_validation.problems(resource, body)
+        if found:
+            kind = self._kind(resource)
+            qualified = f"{kind}.{resource.group}" if resource.group else kind
+            name = str((body.get("metadata") or {}).get("name") or "")
+            message = emulator_validation.message(qualified, name, found)
+            causes = [{"field": path, "message": reason} for path, reason in found]
+            raise _error(422, "Invalid", message, name=name, kind=kind, causes=causes)
 
     # ----------------------------------------------------------------- create
 
@@ -419,6 +494,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
             body["status"] = resources.crd_status(body)
         elif resource == resources.NAMESPACES:
             body["status"] = {"phase": "Active"}
+        self._validate(resource, body)
         if dry_run:
             return body
         meta["resourceVersion"] = self._next_rv()
@@ -427,6 +503,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         self._store(key, body)
         self._uids[meta["uid"]] = key
         self._publish(resource, "ADDED", body)
+        if resource == EVENTS:
+            self._event_expiry.append((time.monotonic(), key))
+            self._expire_events()
         return body
 
     def _create_namespace(
@@ -568,6 +647,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     def _commit(self, resource: kmock.resource, key: Key, old: Body, new: Body, *, dry_run: bool) -> Body:
         if new == old:
             return old  # a no-op: no new resourceVersion, no watch event
+        if not new["metadata"].get("deletionTimestamp"):
+            self._validate(resource, new)
         isolated = self._has_subresource(resource, "status")
         if _spec_view(new, isolated) != _spec_view(old, isolated):
             new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
@@ -747,9 +828,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
     def _matching(self, request: rendering.Request) -> list[Body]:
         predicate = self._predicate(request)
         found = [
-            (ns or "", name, obj.raw)
-            for (resource, ns, name), obj in self._objects.items()
-            if resource == request.resource and not obj.deleted
+            (key[1] or "", key[2], obj.raw)
+            for key in self._keys_of(request.resource)
+            if not (obj := self._objects[key]).deleted
         ]
         return [body for _, _, body in sorted(found, key=lambda item: item[:2]) if predicate(body)]
 

@@ -20,13 +20,14 @@ ENV = "KUBECONFIG"
 ORIGINAL_KUBECONFIG: str | None = os.environ.get(ENV)
 
 
-def render(server: str, namespace: str = "default") -> dict[str, object]:
-    """A kubeconfig document for a plain-HTTP server with a dummy token."""
+def render(server: str, namespace: str = "default", token: str = "emulator-token") -> dict[str, object]:
+    """A kubeconfig document for a plain-HTTP server with a token (the emulator counts requests by
+    token, so each client of a test can have its own)."""
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": CONTEXT, "cluster": {"server": server}}],
-        "users": [{"name": CONTEXT, "user": {"token": "emulator-token"}}],
+        "users": [{"name": CONTEXT, "user": {"token": token}}],
         "contexts": [
             {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": namespace}}
         ],
@@ -35,12 +36,14 @@ def render(server: str, namespace: str = "default") -> dict[str, object]:
     }
 
 
-def write(path: str | os.PathLike[str], server: str, namespace: str = "default") -> pathlib.Path:
+def write(
+    path: str | os.PathLike[str], server: str, namespace: str = "default", token: str = "emulator-token"
+) -> pathlib.Path:
     """(Re)write a kubeconfig file atomically and return its path."""
     target = pathlib.Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(render(server, namespace), sort_keys=False), encoding="utf-8")
+    tmp.write_text(yaml.safe_dump(render(server, namespace, token), sort_keys=False), encoding="utf-8")
     tmp.replace(target)
     return target
 

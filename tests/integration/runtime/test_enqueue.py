@@ -132,6 +132,9 @@ async def test_options_shared_by_a_batch_are_still_checked_by_type(
         await queue.enqueue_many([JobSpec("n", priority=1), JobSpec("n", priority=True)])  # type: ignore[arg-type]
     with pytest.raises(EnqueueError, match="delay"):
         await queue.enqueue_many([JobSpec("n"), JobSpec("n", delay=[1])])  # type: ignore[arg-type]
+    for option in ("delay", "timeout", "ttl"):
+        with pytest.raises(EnqueueError, match=option):
+            await queue.enqueue_many([JobSpec("n", **{option: 1}), JobSpec("n", **{option: True})])
     assert (await queue.stats()).waiting == 0  # all or nothing
     await queue.aclose()
 
@@ -139,12 +142,14 @@ async def test_options_shared_by_a_batch_are_still_checked_by_type(
 async def test_one_bulk_script_call_over_many_zadd_chunks(redis: aioredis.Redis, queue_name: str) -> None:
     """The bulk script adds ready jobs with one ZADD per 1,000; a longer call takes several."""
     from worker_runtime import scripts
-    from worker_runtime.commands import JobOptions, NewJob, QueueCommands
+    from worker_runtime.commands import NewJob, QueueCommands
+    from worker_runtime.options import JobOptions
 
     commands = QueueCommands(queue_name)
-    options = JobOptions(0, 0, 3, 1000, 60000, 300000)
+    options = JobOptions(attempts=3, timeout=300, backoff=(1, 60))
     jobs = [NewJob(f"j{i}", "n", "null", options) for i in range(2500)]
-    assert await scripts.run(redis, commands.enqueue_many(jobs)) == []  # nothing existed
+    enqueued = await scripts.run(redis, commands.enqueue_many(jobs))
+    assert all(j.created for j in enqueued)  # nothing existed
     queue = Queue(queue_name, redis)
     stats = await queue.stats()
     assert (stats.waiting, stats.enqueued_total) == (2500, 2500)
@@ -181,6 +186,18 @@ BAD_INPUT: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("send_email", {"payload": _ok, "delay": math.inf}, EnqueueError, "delay must be"),
     ("send_email", {"payload": _ok, "attempts": 0}, EnqueueError, "attempts"),
     ("send_email", {"payload": _ok, "timeout": -5}, EnqueueError, "timeout"),
+    ("send_email", {"payload": _ok, "ttl": -1}, EnqueueError, "ttl must be"),
+    ("send_email", {"payload": _ok, "ttl": 10, "delay": 10}, EnqueueError, "shorter than ttl"),
+    ("send_email", {"payload": _ok, "delay": True}, EnqueueError, "delay must be a number"),
+    ("send_email", {"payload": _ok, "delay": "5"}, EnqueueError, "delay must be a number"),
+    ("send_email", {"payload": _ok, "delay": 366 * 86_400}, EnqueueError, "delay must be at most"),
+    ("send_email", {"payload": _ok, "timeout": True}, EnqueueError, "timeout must be a number"),
+    ("send_email", {"payload": _ok, "timeout": "5"}, EnqueueError, "timeout must be a number"),
+    ("send_email", {"payload": _ok, "timeout": math.nan}, EnqueueError, "timeout must be"),
+    ("send_email", {"payload": _ok, "timeout": 8 * 86_400}, EnqueueError, "timeout must be at most"),
+    ("send_email", {"payload": _ok, "ttl": "60"}, EnqueueError, "ttl must be a number"),
+    ("send_email", {"payload": _ok, "ttl": 366 * 86_400}, EnqueueError, "ttl must be at most"),
+    ("send_email", {"payload": _ok, "attempts": True}, EnqueueError, "attempts"),
     ("send_email", {"payload": _ok, "job_id": "has space"}, EnqueueError, "job id"),
     ("send_email", {"payload": _ok, "job_id": "{tag}"}, EnqueueError, "job id"),
 ]
@@ -236,3 +253,18 @@ def test_app_and_queue_names_must_match(redis_url: str) -> None:
         SyncQueue("other", connect_sync(redis_url), app=App("mine"))
     with pytest.raises(ValueError, match="forbidden characters"):
         App("bad{name}")
+
+
+async def test_resolved_options_follow_a_replaced_handler(redis: aioredis.Redis, queue_name: str) -> None:
+    """The producer keeps each resolved option set, but not past a change of the job's handler."""
+    app = App(queue_name)
+
+    @app.job(attempts=2)
+    async def report(ctx: JobContext, payload: None) -> None: ...
+
+    queue = Queue(queue_name, redis, app=app)
+    assert (await queue.get_job((await queue.enqueue("report")).id)).attempts == 2
+    del app.jobs["report"]
+    app.job(name="report", attempts=5)(report)
+    assert (await queue.get_job((await queue.enqueue("report")).id)).attempts == 5
+    await queue.aclose()

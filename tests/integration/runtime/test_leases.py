@@ -3,23 +3,22 @@
 | case                                   | expectation                                              |
 | -------------------------------------- | -------------------------------------------------------- |
 | worker SIGKILLed mid-job               | another worker recovers and completes it; nothing lost   |
-| completion with a stale token          | refused (-2); the new holder's completion counts once    |
-| last attempt's worker lost             | job dead-lettered with "lease expired"                   |
+| completion with a stale token          | refused (Ack.STALE); the new holder's completion counts once |
+| worker lost on the last attempt        | back to waiting: a lost lease is no attempt             |
 | SIGTERM, job finishes within grace     | completed                                                |
 | SIGTERM, job outlives grace            | handed back: waiting, attempt not counted                |
 | job longer than its lease              | lease extended, not recovered, completed once            |
 | heartbeat                              | worker entry with pod and in-flight count                |
 | lease extended while its ack is landing | the acked job is not taken for lost, its outcome counted |
+| the client swallows a cancellation      | the worker still stops (its background loops end)        |
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.integration.runtime.conftest import WorkerFactory
+from tests.integration.runtime.processes import spawn_worker
 from tests.integration.runtime.test_worker import finished
 from tests.support.wait import wait_for
-from worker_runtime import App, JobContext, JobState, Queue, scripts
-from worker_runtime.commands import QueueCommands, parse_claim
-from worker_runtime.scripts import ScriptError
+from worker_runtime import Ack, App, JobContext, JobState, Queue, Recovery, Worker, WorkerSettings, scripts
+from worker_runtime.commands import QueueCommands
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -43,21 +42,6 @@ async def queue(redis: aioredis.Redis, queue_name: str) -> AsyncIterator[Queue]:
     q = Queue(queue_name, redis)
     yield q
     await q.aclose()
-
-
-def spawn_worker(redis_url: str, queue: str, **env: str) -> subprocess.Popen[bytes]:
-    variables = os.environ | {
-        "TEST_QUEUE": queue,
-        "JOBQUEUE_REDIS_URL": redis_url,
-        "JOBQUEUE_METRICS_PORT": "0",
-        "JOBQUEUE_LEASE_SECONDS": "1",
-        "JOBQUEUE_HEARTBEAT_SECONDS": "0.2",
-        "JOBQUEUE_STALLED_INTERVAL_SECONDS": "0.3",
-        "PYTHONPATH": str(ROOT),
-        **env,
-    }
-    command = [sys.executable, "-m", "worker_runtime", "worker", "tests.integration.runtime.worker_apps:app"]
-    return subprocess.Popen(command, env=variables, cwd=ROOT)
 
 
 async def test_sigkilled_worker_job_is_recovered_and_completed(
@@ -78,7 +62,8 @@ async def test_sigkilled_worker_job_is_recovered_and_completed(
     rescuer_app.jobs.update(worker_apps.app.jobs)
     start_worker(rescuer_app, lease_seconds=1.0)
     done = await finished(queue, job.id, within=15)
-    assert done.attempts_made == 2 and done.result == "slept 1.5s on attempt 2"
+    # A lost lease is no attempt: the job's second run is still its first attempt.
+    assert done.attempts_made == 1 and done.result == "slept 1.5s on attempt 1"
     counters = await queue.redis.hgetall(queue.commands.keys.counters)
     assert int(counters[b"stalled"]) == 1 and int(counters[b"completed"]) == 1
 
@@ -86,40 +71,39 @@ async def test_sigkilled_worker_job_is_recovered_and_completed(
 async def test_stale_token_completion_is_refused(redis: aioredis.Redis, queue: Queue) -> None:
     commands = QueueCommands(queue.name)
     job = await queue.enqueue("x", 1)
-    first = parse_claim(await scripts.run(redis, commands.claim("worker-a", 1, 60_000))).jobs[0]
+    first = (await scripts.run(redis, commands.claim("worker-a", 1, 60_000, -1))).jobs[0]
     # Worker A hangs past its lease: expire it and let B's recovery and claim take the job.
     await redis.zadd(commands.keys.active, {job.id: 0})
-    recovered, _ = await scripts.run(redis, commands.recover_stalled("worker-b", 1000, 60_000))
-    assert recovered == 1
-    second = parse_claim(await scripts.run(redis, commands.claim("worker-b", 1, 60_000))).jobs[0]
+    recovery = await scripts.run(redis, commands.recover_stalled("worker-b", 1000, 60_000))
+    assert recovery == Recovery(elected=True, recovered=1, dead_lettered=0)
+    second = (await scripts.run(redis, commands.claim("worker-b", 1, 60_000, -1))).jobs[0]
     assert second.id == job.id and second.token != first.token
+    assert await scripts.run(redis, commands.complete(job.id, first.token, "1")) is Ack.STALE
     assert (
-        await scripts.run(redis, commands.complete(job.id, first.token, "1", -1)) == ScriptError.STALE_TOKEN
+        await scripts.run(redis, commands.fail(job.id, first.token, "e", "", 0, False, attempts=3))
+        is Ack.STALE
     )
-    assert (
-        await scripts.run(redis, commands.fail(job.id, first.token, "e", "", 0, False))
-        == ScriptError.STALE_TOKEN
-    )
-    assert await scripts.run(redis, commands.complete(job.id, second.token, '"b"', -1)) == 1
-    assert (
-        await scripts.run(redis, commands.complete(job.id, second.token, '"b"', -1))
-        == ScriptError.STALE_TOKEN
-    )
+    assert await scripts.run(redis, commands.complete(job.id, second.token, '"b"')) is Ack.DONE
+    assert await scripts.run(redis, commands.complete(job.id, second.token, '"b"')) is Ack.STALE
     done = await queue.get_job(job.id)
     assert done.state is JobState.COMPLETED and done.result == "b"
     assert (await queue.stats()).completed_total == 1
 
 
-async def test_lost_last_attempt_is_dead_lettered(redis: aioredis.Redis, queue: Queue) -> None:
+async def test_a_lost_lease_is_not_an_attempt(redis: aioredis.Redis, queue: Queue) -> None:
+    """Attempts count what handlers did: a job whose worker was lost on its last attempt runs again
+    (alone: see test_isolation.py), with that attempt given back."""
     commands = QueueCommands(queue.name)
     job = await queue.enqueue("x", attempts=1)
-    await scripts.run(redis, commands.claim("worker-a", 1, 60_000))
+    await scripts.run(redis, commands.claim("worker-a", 1, 60_000, -1))
     await redis.zadd(commands.keys.active, {job.id: 0})
-    assert await scripts.run(redis, commands.recover_stalled("worker-b", 1000, 60_000)) == [0, 1]
-    dead = await queue.get_job(job.id)
-    assert dead.state is JobState.DEAD and "lease expired" in (dead.error or "")
+    recovery = await scripts.run(redis, commands.recover_stalled("worker-b", 1000, 60_000))
+    assert recovery == Recovery(elected=True, recovered=1, dead_lettered=0)
+    back = await queue.get_job(job.id)
+    assert back.state is JobState.WAITING and back.attempts_made == 0
     # The recoverer is elected once per interval: a second call within it does nothing.
-    assert await scripts.run(redis, commands.recover_stalled("worker-c", 1000, 60_000)) == [-1, 0]
+    not_elected = await scripts.run(redis, commands.recover_stalled("worker-c", 1000, 60_000))
+    assert not_elected == Recovery(elected=False)
 
 
 async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(
@@ -216,7 +200,7 @@ async def test_heartbeat_reports_pod_and_in_flight(
 
     beat = await wait_for(busy, message="heartbeat shows 2 in flight")
     assert beat["pod"] == "emails-7d9f-abcde" and beat["concurrency"] == 5
-    observation = await queue.observe()
+    observation = await queue.stats()
     assert [(w.pod, w.inflight) for w in observation.workers] == [("emails-7d9f-abcde", 2)]
     release.set()
 
@@ -229,6 +213,42 @@ async def test_claim_behind_the_blocking_pop_survives_a_flushed_script_cache(
     job = await queue.enqueue("work")
     await redis.script_flush()
     commands = QueueCommands(queue.name)
-    call = commands.claim("w1", 1, 30_000)
-    reply = await scripts.run_after_pop(redis, commands.keys.marker, 0.05, call)
-    assert [claimed.id for claimed in parse_claim(reply).jobs] == [job.id]
+    call = commands.claim("w1", 1, 30_000, -1)
+    claimed = await scripts.run_after_pop(redis, commands.keys.marker, 0.05, call)
+    assert [job.id for job in claimed.jobs] == [job.id]
+
+
+BACKGROUND = {scripts.load(s).sha for s in (scripts.Script.EXTEND_LEASE, scripts.Script.RECOVER_STALLED)}
+
+
+class CancelSwallowingRedis(aioredis.Redis):
+    """A client that, like redis-py at times (redis/redis-py#2028, #2551), finishes a command it was
+    cancelled in and returns its reply: the cancellation is lost to the caller. The background
+    loops' scripts take a while here, so a stopping worker cancels those loops inside one."""
+
+    async def evalsha(self, sha: str, *args: Any, **kwargs: Any) -> Any:
+        if sha in BACKGROUND:
+            with contextlib.suppress(asyncio.CancelledError):  # swallowed, as the library does
+                await asyncio.sleep(0.3)
+        return await super().evalsha(sha, *args, **kwargs)
+
+
+async def test_worker_stops_when_its_client_swallows_a_cancellation(redis_url: str, app: App) -> None:
+    client = CancelSwallowingRedis.from_url(redis_url)
+    worker = Worker(
+        app,
+        client,
+        WorkerSettings(
+            queue=app.queue, heartbeat_seconds=0.01, stalled_interval_seconds=0.01, metrics_port=0
+        ),
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await wait_for(lambda: worker.healthy, message="worker serving")
+        await asyncio.sleep(0.05)  # both background loops are inside a script call by now
+        worker.stop()
+        done, _ = await asyncio.wait([task], timeout=20)
+        assert done, "the worker did not stop: a background loop outlived its cancellation"
+    finally:
+        task.cancel()
+        await client.aclose()

@@ -80,10 +80,17 @@ async def test_metrics_endpoint_counts_outcomes_without_ids(
 
         text = await wait_for(counted, message="dead outcome exported")
         q = app.queue
-        assert f'jobqueue_jobs_total{{job="ok",outcome="completed",queue="{q}"}} 3.0' in text
-        assert f'jobqueue_jobs_dead_lettered_total{{job="bad",queue="{q}"}} 1.0' in text
-        assert f'jobqueue_job_duration_seconds_count{{job="ok",queue="{q}"}} 3.0' in text
+        assert f'jobqueue_jobs_total{{job_name="ok",outcome="completed",queue="{q}"}} 3.0' in text
+        assert f'jobqueue_jobs_dead_lettered_total{{job_name="bad",queue="{q}"}} 1.0' in text
+        assert f'jobqueue_job_duration_seconds_count{{job_name="ok",queue="{q}"}} 3.0' in text
         assert "jobqueue_claim_latency_seconds_bucket" in text
+        # Every counter of the app's handlers exists from the start, at 0 until its first event, so
+        # Prometheus' increase() sees that first event; no `_created` series beside them.
+        assert f'jobqueue_job_retries_total{{job_name="ok",queue="{q}"}} 0.0' in text
+        assert f'jobqueue_jobs_total{{job_name="bad",outcome="retried",queue="{q}"}} 0.0' in text
+        assert f'jobqueue_stalled_recovered_total{{queue="{q}"}} 0.0' in text
+        assert "_created" not in text
+        assert f'jobqueue_redis_up{{queue="{q}"}} 1.0' in text
         assert all(job.id not in text for job in [*good, poison])
         assert await asyncio.to_thread(scrape, "/healthz") == (200, "ok\n")
     finally:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
+import os
 import time
 from typing import Any
 
 import pydantic
 import pytest
 
+from tests.integration.runtime import sync_handlers
 from tests.integration.runtime.conftest import WorkerFactory
 from tests.support.wait import wait_for
 from worker_runtime import App, Backoff, Job, JobContext, JobState, Permanent, Queue
@@ -49,17 +50,14 @@ async def test_async_and_sync_handlers_complete_with_results(
         await ctx.set_progress(50)
         return payload["a"] + payload["b"]
 
-    @app.job()
-    def shout(ctx: JobContext, payload: str) -> dict[str, Any]:
-        ctx.set_progress_sync({"step": "upper"})
-        return {"text": payload.upper(), "thread": threading.current_thread().name}
+    app.job()(sync_handlers.shout)  # a plain def: it runs in a child process of the worker
 
     a = await queue.enqueue("add", {"a": 2, "b": 3})
     s = await queue.enqueue("shout", "hi")
     start_worker(app)
     job_a, job_s = await finished(queue, a.id), await finished(queue, s.id)
     assert job_a.result == 5 and job_a.progress == 50 and job_a.attempts_made == 1
-    assert job_s.result["text"] == "HI" and job_s.result["thread"].startswith("jobqueue-job")
+    assert job_s.result["text"] == "HI" and job_s.result["pid"] != os.getpid()
     assert job_s.progress == {"step": "upper"}
     assert job_a.created_at <= job_a.started_at <= job_a.finished_at  # type: ignore[operator]
     stats = await queue.stats()

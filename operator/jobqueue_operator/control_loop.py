@@ -2,22 +2,26 @@
 
 One asyncio task for the whole operator (started by the startup handler) instead of a kopf timer
 per object: a timer is a task, a daemon record and a log line per object and tick, and each of its
-passes read its own Deployment and listed the namespace's HPAs. A tick takes the due members of the
-``fleet`` and runs them as one batch:
+passes read its own Deployment and listed the namespace's HPAs. The loop acts only while
+``leading()`` says so (``leader_election``; always, without it): a standby replica ticks, but
+probes, reads and writes nothing, and a lost Lease cancels the batches in flight. A tick takes the
+due members of the ``served`` JobQueues and runs them as one batch:
 
 1. per namespace, one LIST of the owned worker Deployments (by the ``managed-by`` label) and one
    LIST of HorizontalPodAutoscalers; a Deployment named by ``spec.workers.deploymentRef`` is read
    on its own;
-2. per Secret, the Redis URL (``secrets.UrlCache`` reuses it for 10 s);
-3. per Redis URL, one pipelined probe of all its queues (``prober``);
-4. per member, at most ``PASS_CONCURRENCY`` at once, ``control.control_pass``, then the status
-   keys that changed, the conditions, Events (Warning on a new problem, ScaledUp/ScaledDown) and
-   metrics.
+2. conflicts between JobQueues over a Deployment (``conflicts``): the younger gets no pass;
+3. per Secret, the Redis URL and TLS material (``secrets.UrlCache`` reuses them for
+   ``secrets.url_cache_seconds``), and conflicts over a Redis queue;
+4. per Redis URL and TLS options, one pipelined probe of all its queues (``prober``; one pipeline
+   per node on a Cluster; a queue that fails is reported alone);
+5. per member, at most ``loop.pass_concurrency`` at once, ``member_pass.PassRunner.act``: the owned
+   Deployment created or brought up to date, the scaling pass, status, conditions, Events, metrics.
 
 A batch runs in the background, so the next tick starts on time, and a member joins no other batch
 until its pass is over: an unreachable Redis URL holds up only its own queues. A pass that fails
-(an API error) is retried on the next tick; a member whose owned Deployment does not exist yet
-waits, without a pass, for the ``workers`` handler to create it.
+(an API error) is retried on the next tick. Besides the passes, the leader removes the finalizer
+earlier versions added from the JobQueues that still carry it.
 """
 
 from __future__ import annotations
@@ -27,41 +31,32 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from jobqueue_operator import builders, control, kube_api, secrets, spec
-from jobqueue_operator.fleet import TICK_SECONDS, Fleet, Member
-from jobqueue_operator.kube_actuator import KubeActuator, conflicting_hpa
+from jobqueue_operator import (
+    conflicts,
+    flow_sync,
+    kube_api,
+    member_pass,
+    secrets,
+    served,
+    spec,
+    status,
+    tunables,
+    worker_deployment,
+)
+from jobqueue_operator.kube_actuator import conflicting_hpa
+from jobqueue_operator.member_pass import Pass
 from jobqueue_operator.metrics import OperatorMetrics
 from jobqueue_operator.prober import ProbeError, Prober
-from jobqueue_operator.status import Condition, ConditionStatus, ConditionType, parse_status
-from worker_runtime.observation import QueueObservation
 
 logger = logging.getLogger(__name__)
 
-# Passes acting and writing at once: enough to keep the API client's 20 connections busy, few
-# enough that a tick over thousands of objects does not hold thousands of coroutines.
-PASS_CONCURRENCY: Final = 32
-# status.policy is rewritten at least this often while nothing else changes (a restart loses less).
-POLICY_CHECKPOINT_SECONDS: Final = 30.0
-OWNED_SELECTOR: Final = f"app.kubernetes.io/managed-by={builders.MANAGED_BY}"
+OWNED_SELECTOR: Final = f"app.kubernetes.io/managed-by={worker_deployment.MANAGED_BY}"
 
-Degradation = tuple[str, str]
 Body = dict[str, Any]
-
-
-def _slim(deployment: Mapping[str, Any]) -> Body:
-    """What an actuator reads of a Deployment (the listed bodies are dropped right away)."""
-    deployment_spec = deployment.get("spec") or {}
-    return {
-        "metadata": {"name": deployment["metadata"]["name"]},
-        "spec": {
-            "replicas": deployment_spec.get("replicas", 1),
-            "selector": deployment_spec.get("selector") or {},
-        },
-    }
 
 
 @dataclass(slots=True)
@@ -72,93 +67,36 @@ class Namespace:
     hpas: list[Body]
 
 
-@dataclass(slots=True)
-class Pass:
-    """One member's pass in a batch, once its Deployment is known."""
-
-    member: Member
-    jobqueue: spec.JobQueue
-    actuator: KubeActuator
-    blocked: Degradation | None
-    observation: QueueObservation | None = None
-    problem: Degradation | None = None
-
-    @property
-    def labels(self) -> tuple[str, str, str]:
-        return (self.member.namespace, self.member.name, self.jobqueue.queue_name)
-
-
-def problems(conditions: Iterable[Condition]) -> dict[ConditionType, tuple[str, str]]:
-    """Conditions that are bad news: Degraded=True and SpecValid=False, by type."""
-    bad = {ConditionType.DEGRADED: ConditionStatus.TRUE, ConditionType.SPEC_VALID: ConditionStatus.FALSE}
-    return {c.type: (c.reason, c.message) for c in conditions if bad.get(c.type) == c.status}
-
-
-def scale_reason(result: control.PassResult) -> str:
-    """A short, bounded label for a scale change (the Decision's reason is free text)."""
-    text = result.decision.reason
-    if result.observation is None:
-        return "fallback"
-    for needle, label in (
-        ("scale to zero", "cooldown"),
-        ("activated", "activation"),
-        ("scale down", "stabilized"),
-    ):
-        if needle in text:
-            return label
-    if "oldest age" in text or "λ=" in text:
-        return "age"
-    return "backlog" if "backlog" in text else "inflight"
-
-
-def record_metrics(
-    metrics: OperatorMetrics,
-    jobqueue: spec.JobQueue,
-    result: control.PassResult,
-    labels: tuple[str, str, str],
-) -> None:
-    m = metrics
-    obs = result.observation
-    if obs is not None:
-        m.waiting.labels(*labels).set(obs.waiting)
-        m.delayed.labels(*labels).set(obs.delayed + obs.retry)
-        m.active.labels(*labels).set(obs.active)
-        m.dead.labels(*labels).set(obs.dead)
-        m.oldest_age.labels(*labels).set(obs.oldest_ready_age_s)
-    target = jobqueue.spec.scaling.targets.max_oldest_age
-    if target is not None:
-        m.age_target.labels(*labels).set(target)
-    m.throughput.labels(*labels).set(result.decision.state.throughput or 0.0)
-    m.desired.labels(*labels).set(result.decision.desired)
-    m.current.labels(*labels).set(result.decision.desired if result.scaled else result.current)
-    m.max_replicas.labels(*labels).set(jobqueue.spec.scaling.max_replicas)
-    if result.scaled:
-        m.scale_events.labels(*labels, result.decision.direction.value, scale_reason(result)).inc()
+def _always() -> bool:
+    return True
 
 
 class ControlLoop:
-    """Runs the due passes of a fleet every ``tick`` seconds; ``start()`` in the operator's loop."""
+    """Runs the due passes of the served JobQueues every ``tick`` seconds while ``leading()``;
+    ``start()`` it in the operator's event loop."""
 
     def __init__(
         self,
-        fleet: Fleet,
+        jobqueues: served.ServedJobQueues,
         metrics: OperatorMetrics,
         api: Callable[[], kube_api.KubeApi],
+        settings: tunables.Tunables | None = None,
         *,
-        prober: Prober | None = None,
-        secret_urls: secrets.UrlCache | None = None,
-        tick: float = TICK_SECONDS,
-        concurrency: int = PASS_CONCURRENCY,
+        leading: Callable[[], bool] = _always,
     ) -> None:
-        self.fleet = fleet
+        self.jobqueues = jobqueues
         self.metrics = metrics
         self.api = api
-        self.prober = prober if prober is not None else Prober()
-        self.secret_urls = secret_urls if secret_urls is not None else secrets.UrlCache()
-        self.tick_seconds = tick
-        self._slots = asyncio.Semaphore(concurrency)
+        self.settings = settings if settings is not None else tunables.Tunables()
+        self.leading = leading
+        self.prober = Prober(self.settings.probe)
+        self.secret_urls = secrets.UrlCache(self.settings.secrets.url_cache_seconds)
+        self.tick_seconds = self.settings.loop.tick_seconds
+        self.passes = member_pass.PassRunner(jobqueues, metrics, self.settings)
         self._task: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
+        self._releasing: set[served.Key] = set()
+        self._was_leading = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,6 +115,18 @@ class ControlLoop:
         self._task = None
         await self.prober.close()
 
+    def stopped_leading(self) -> None:
+        """Leadership is lost: stop what is in flight at once (its writes are refused anyway), and
+        let go of the Redis connections: a standby holds none."""
+        for task in list(self._batches):
+            task.cancel()
+        if self._task is not None:  # not once the loop is stopped: stop() closes the clients
+            self._spawn(self.prober.close(), "jobqueue prober close")
+
+    def started_leading(self) -> None:
+        """Leadership is won: what passes carried over may be stale, so read it back from status."""
+        self.jobqueues.reset_memory()
+
     async def _run(self) -> None:
         clock = asyncio.get_running_loop()
         while True:
@@ -185,24 +135,36 @@ class ControlLoop:
             await asyncio.sleep(max(0.0, self.tick_seconds - (clock.time() - started)))
 
     def tick(self, now: float) -> asyncio.Task[None] | None:
-        """Start a batch of the members due at ``now`` (``None`` when none is)."""
-        due = self.fleet.due(now)
+        """Start a batch of the members due at ``now`` (``None`` when none is, or not leading)."""
+        leading = self.leading()
+        self.metrics.is_leader.set(1 if leading else 0)
+        if self._was_leading and not leading:
+            self.stopped_leading()  # at once: the elector may hear of it only at its next attempt
+        self._was_leading = leading
+        if not leading:
+            return None
+        self._release_legacy_finalizers()
+        due = self.jobqueues.due(now, self.tick_seconds)
         if not due:
             return None
         for member in due:
             member.busy = True
-        task = asyncio.create_task(self.run_batch(due, now), name="jobqueue control passes")
+        return self._spawn(self.run_batch(due, now), "jobqueue control passes")
+
+    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
         return task
 
     # ------------------------------------------------------------------ one batch
 
-    async def run_batch(self, members: list[Member], now: float) -> None:
+    async def run_batch(self, members: list[served.ServedJobQueue], now: float) -> None:
         started = time.perf_counter()
         try:
             api = self.api()
-            by_namespace: dict[str, list[Member]] = defaultdict(list)
+            by_namespace: dict[str, list[served.ServedJobQueue]] = defaultdict(list)
             for member in members:
                 by_namespace[member.namespace].append(member)
             listed = await asyncio.gather(
@@ -211,13 +173,20 @@ class ControlLoop:
             views = dict(zip(by_namespace, listed, strict=True))
             reports: list[Awaitable[None]] = []
             passes: list[Pass] = []
+            taken = conflicts.losers(self._deployment_claims())
             for member in members:
-                self._plan(api, member, views.get(member.namespace), now, passes, reports)
+                self._plan(api, member, views.get(member.namespace), taken, now, passes, reports)
+            for item in passes:  # before anything can count a probe error or a scale event
+                self.metrics.serving(item.labels)
             by_url = await self._urls(api, passes)
+            kept = {id(item) for item in self._queue_conflicts(api, passes, now, reports)}
+            by_url = {url: [p for p in group if id(p) in kept] for url, group in by_url.items()}
             await asyncio.gather(
                 *reports,
                 *(self._observe_and_act(api, url, group, started, now) for url, group in by_url.items()),
             )
+        except kube_api.NotLeading:
+            pass  # leadership was lost during the batch
         except Exception as exc:  # the API is unreachable or not logged in yet: the next tick retries
             logger.warning("Control passes of %d JobQueues failed: %s", len(members), exc)
         finally:
@@ -225,17 +194,17 @@ class ControlLoop:
                 member.busy = False
 
     async def _namespace(
-        self, api: kube_api.KubeApi, namespace: str, members: list[Member]
+        self, api: kube_api.KubeApi, namespace: str, members: list[served.ServedJobQueue]
     ) -> Namespace | None:
         """One LIST of owned Deployments and one of HPAs (and a GET per referenced Deployment)."""
         try:
             owned, hpas = await asyncio.gather(
                 api.list_deployments(namespace, OWNED_SELECTOR), api.list_hpas(namespace)
             )
-            deployments = {str(d["metadata"]["name"]): _slim(d) for d in owned}
+            deployments = {str(d["metadata"]["name"]): member_pass.slim(d) for d in owned}
             del owned
             referenced = {
-                builders.worker_deployment_name(m.jobqueue)
+                worker_deployment.worker_deployment_name(m.jobqueue)
                 for m in members
                 if m.jobqueue is not None and m.jobqueue.spec.workers.deployment_ref is not None
             } - set(deployments)
@@ -245,37 +214,51 @@ class ControlLoop:
                 strict=True,
             ):
                 if found is not None:
-                    deployments[name] = _slim(found)
+                    deployments[name] = member_pass.slim(found)
         except kube_api.ApiError as exc:
             logger.warning("Listing Deployments and HPAs of namespace %s failed: %s", namespace, exc)
             return None
         return Namespace(deployments, hpas)
 
+    def _deployment_claims(self) -> list[conflicts.Claim]:
+        """Every served JobQueue's claim on the Deployment it scales."""
+        return [
+            conflicts.deployment_claim(
+                m.key, m.order, m.namespace, worker_deployment.worker_deployment_name(m.jobqueue)
+            )
+            for m in self.jobqueues
+            if m.jobqueue is not None
+        ]
+
     def _plan(
         self,
         api: kube_api.KubeApi,
-        member: Member,
+        member: served.ServedJobQueue,
         view: Namespace | None,
+        taken: dict[served.Key, str],
         now: float,
         passes: list[Pass],
         reports: list[Awaitable[None]],
     ) -> None:
-        """Sort a member into a pass, a report without a pass (invalid spec, missing Deployment), or
-        nothing this tick (its namespace could not be read, its Deployment is still being created)."""
+        """Sort a member into a pass, a report without a pass (invalid spec, conflict, missing
+        referenced Deployment), or nothing this tick (its namespace could not be read)."""
         jobqueue = member.jobqueue
         if jobqueue is None:
             error = member.error or spec.SpecError("spec", "unreadable")
-            reports.append(self._report(api, member, builders.spec_invalid_conditions(error), now))
+            reports.append(self.passes.report(api, member, status.spec_invalid_conditions(error), now))
+            return
+        if member.key in taken:
+            conflict = status.Problem(status.Reason.CONFLICT, taken[member.key])
+            reports.append(self.passes.report(api, member, status.refused_conditions(conflict), now))
             return
         if view is None:
             return
-        name = builders.worker_deployment_name(jobqueue)
+        name = worker_deployment.worker_deployment_name(jobqueue)
         deployment = view.deployments.get(name)
-        if deployment is None:
-            if jobqueue.spec.workers.deployment_ref is not None:
-                message = f"spec.workers.deploymentRef: Deployment {member.namespace}/{name} not found"
-                degraded = builders.condition(ConditionType.DEGRADED, True, "DeploymentNotFound", message)
-                reports.append(self._report(api, member, [degraded], now))
+        if deployment is None and jobqueue.spec.workers.deployment_ref is not None:
+            message = f"spec.workers.deploymentRef: Deployment {member.namespace}/{name} not found"
+            degraded = status.degraded_condition(status.Problem(status.Reason.DEPLOYMENT_NOT_FOUND, message))
+            reports.append(self.passes.report(api, member, [degraded], now))
             return
         hpa = conflicting_hpa(view.hpas, name)
         blocked = None
@@ -283,129 +266,117 @@ class ControlLoop:
             message = (
                 f"HorizontalPodAutoscaler {hpa} also scales Deployment {name}; not scaling while it exists"
             )
-            blocked = ("ConflictingHPA", message)
-        passes.append(Pass(member, jobqueue, KubeActuator(api, member.namespace, deployment), blocked))
+            blocked = status.Problem(status.Reason.CONFLICTING_HPA, message)
+        passes.append(Pass(member, jobqueue, deployment, blocked))
 
-    async def _urls(self, api: kube_api.KubeApi, passes: list[Pass]) -> dict[str | None, list[Pass]]:
-        """Passes by Redis URL; those whose Secret cannot be read come under ``None``, with the problem."""
-        by_secret: dict[secrets.SecretKey, list[Pass]] = defaultdict(list)
+    async def _urls(
+        self, api: kube_api.KubeApi, passes: list[Pass]
+    ) -> dict[secrets.RedisTarget | None, list[Pass]]:
+        """Passes by Redis URL and TLS options; those whose Secrets cannot be read come under
+        ``None``, with the problem."""
+        by_secret: dict[tuple[secrets.SecretKey, spec.TlsSpec], list[Pass]] = defaultdict(list)
         for item in passes:
-            by_secret[secrets.key_of(item.jobqueue)].append(item)
+            by_secret[secrets.key_of(item.jobqueue), item.jobqueue.spec.queue.redis.tls].append(item)
 
-        async def url(group: list[Pass]) -> str | None:
+        async def url(group: list[Pass]) -> secrets.RedisTarget | None:
             try:
-                return await self.secret_urls.redis_url(api, group[0].jobqueue)
+                return await self.secret_urls.redis_target(api, group[0].jobqueue)
             except secrets.SecretProblem as problem:
                 for item in group:
-                    item.problem = (problem.reason, problem.message)
+                    item.problem = status.Problem(problem.reason, problem.message)
                     self.metrics.probe_errors.labels(*item.labels).inc()
                 return None
 
         groups = list(by_secret.values())
-        by_url: dict[str | None, list[Pass]] = defaultdict(list)
+        by_url: dict[secrets.RedisTarget | None, list[Pass]] = defaultdict(list)
         for found, group in zip(await asyncio.gather(*(url(g) for g in groups)), groups, strict=True):
             by_url[found].extend(group)
+            for item in group:
+                item.member.redis_target = (
+                    None if found is None else (conflicts.redis_server(found.url), item.jobqueue.queue_name)
+                )
         return by_url
 
+    def _queue_conflicts(
+        self, api: kube_api.KubeApi, passes: list[Pass], now: float, reports: list[Awaitable[None]]
+    ) -> list[Pass]:
+        """The passes left once JobQueues sharing a Redis queue with an older one are refused."""
+        claims = [
+            conflicts.queue_claim(m.key, m.order, *m.redis_target)
+            for m in self.jobqueues
+            if m.redis_target is not None
+        ]
+        taken = conflicts.losers(claims)
+        kept = []
+        for item in passes:
+            if item.member.key in taken:
+                conflict = status.Problem(status.Reason.CONFLICT, taken[item.member.key])
+                reports.append(self.passes.report(api, item.member, status.refused_conditions(conflict), now))
+            else:
+                kept.append(item)
+        return kept
+
     async def _observe_and_act(
-        self, api: kube_api.KubeApi, url: str | None, group: list[Pass], started: float, now: float
-    ) -> None:
-        if url is not None:
-            try:
-                found = await self.prober.probe_many(url, [item.jobqueue.queue_name for item in group])
-            except ProbeError as error:
-                found = {}
-                for item in group:
-                    item.problem = ("ProbeFailed", str(error))
-                    self.metrics.probe_errors.labels(*item.labels).inc()
-                    self.secret_urls.forget(item.jobqueue)  # the Secret may have been fixed since
-            for item in group:
-                item.observation = found.get(item.jobqueue.queue_name)
-        await asyncio.gather(*(self._act(api, item, started, now) for item in group))
-
-    # ------------------------------------------------------------------ one member
-
-    async def _act(self, api: kube_api.KubeApi, item: Pass, started: float, now: float) -> None:
-        """Decide and act, then status, conditions, Events and metrics; failures wait for the next tick."""
-        member, jobqueue = item.member, item.jobqueue
-        async with self._slots:
-            try:
-                paused = member.paused.status == ConditionStatus.TRUE or item.blocked is not None
-                state = member.policy_state()
-                result = await control.control_pass(
-                    jobqueue, item.observation, item.actuator, state, now, paused=paused
-                )
-                member.state = result.decision.state
-                if self.fleet.get(member.key) is not member:
-                    return  # deleted during the pass: no status to write, no series to revive
-                record_metrics(self.metrics, jobqueue, result, item.labels)
-                events: list[tuple[str, str, str]] = []
-                if result.scaled:
-                    word = "ScaledUp" if result.decision.desired > result.current else "ScaledDown"
-                    message = f"{result.current} -> {result.decision.desired}: {result.decision.reason}"
-                    events.append(("Normal", word, message))
-                    logger.info("%s/%s: %s %s", member.namespace, member.name, word, message)
-                fields = builders.pass_status(result, jobqueue.metadata.generation, now)
-                conditions = [*builders.pass_conditions(result, item.blocked or item.problem), member.paused]
-                self._checkpoint_policy(member, fields, now)
-                await self._write(api, member, fields, conditions, now, events)
-                member.last_pass = now
-            except Exception as exc:
-                logger.warning("%s/%s: control pass failed, retrying: %s", member.namespace, member.name, exc)
-            finally:
-                self.metrics.decision_duration.observe(time.perf_counter() - started)
-
-    async def _report(
-        self, api: kube_api.KubeApi, member: Member, updates: list[Condition], now: float
-    ) -> None:
-        """Conditions of a member that gets no pass this time (replicas are left alone)."""
-        async with self._slots:
-            try:
-                await self._write(api, member, {}, [*updates, member.paused], now, [])
-                member.last_pass = now
-            except Exception as exc:
-                logger.warning(
-                    "%s/%s: status update failed, retrying: %s", member.namespace, member.name, exc
-                )
-
-    def _checkpoint_policy(self, member: Member, fields: dict[str, Any], now: float) -> None:
-        """Add status.policy when other fields change, or every POLICY_CHECKPOINT_SECONDS."""
-        changed = bool(builders.status_patch(member.status, fields)) or "policy" not in member.status
-        written = member.policy_written_at
-        if changed or written is None or now - written >= POLICY_CHECKPOINT_SECONDS:
-            fields["policy"] = member.policy_state().to_dict()
-            member.policy_written_at = now
-
-    async def _write(
         self,
         api: kube_api.KubeApi,
-        member: Member,
-        fields: Mapping[str, Any],
-        updates: list[Condition],
+        target: secrets.RedisTarget | None,
+        group: list[Pass],
+        started: float,
         now: float,
-        events: list[tuple[str, str, str]],
     ) -> None:
-        """Patch the status keys that changed; post ``events`` and a Warning for each new problem."""
-        old = parse_status({"status": member.status}).conditions
-        merged = builders.merge_conditions(old, updates, now)
-        new = {**fields, "conditions": builders.dump_conditions(merged)}
-        patch = builders.status_patch(member.status, new)
-        if patch:
-            written = await api.patch_jobqueue_status(member.namespace, member.name, patch)
-            if written is None:  # deleted meanwhile
-                self.fleet.forget(member.key)
-                return
-            member.wrote(written)
-        before = problems(old)
-        for kind, (reason, message) in problems(merged).items():
-            if before.get(kind) != (reason, message):
-                events.append(("Warning", reason, message))
-        for event_type, reason, message in events:
+        if target is not None and group:
+            names = [item.jobqueue.queue_name for item in group]
             try:
-                await api.post_event(
-                    member.namespace, builders.event(member.reference, event_type, reason, message, now)
-                )
-            except Exception as exc:  # an Event is best effort
-                logger.warning(
-                    "%s/%s: posting the %s Event failed: %s", member.namespace, member.name, reason, exc
-                )
+                found = await self.prober.probe_many(target.url, names, target.tls)
+            except ProbeError as error:
+                for item in group:
+                    item.problem = status.Problem(status.Reason.PROBE_FAILED, str(error))
+                    self.metrics.probe_errors.labels(*item.labels).inc()
+                    self.secret_urls.forget(item.jobqueue)  # the Secret may have been fixed since
+            else:
+                for item in group:
+                    item.observation = found.observations.get(item.jobqueue.queue_name)
+                    failed = found.errors.get(item.jobqueue.queue_name)
+                    if failed is not None:
+                        item.problem = status.Problem(status.Reason.PROBE_FAILED, failed)
+                        self.metrics.probe_errors.labels(*item.labels).inc()
+                await self._sync_flow(target, group)
+        await asyncio.gather(*(self.passes.act(api, item, started, now) for item in group))
+
+    async def _sync_flow(self, target: secrets.RedisTarget, group: list[Pass]) -> None:
+        """Write each member's spec.flow where Redis disagrees, and fire the schedule ticks no worker
+        fired (``flow_sync``), before its pass."""
+        probed = [
+            (i.jobqueue.queue_name, i.jobqueue.spec.flow, i.observation) for i in group if i.observation
+        ]
+        client = self.prober.client(target.url, target.tls)
+        updated = await flow_sync.sync(client, probed)
+        for item in group:
+            item.observation = updated.get(item.jobqueue.queue_name, item.observation)
+        await flow_sync.fire_due(client, [obs for _, _, obs in probed])
+
+    # ------------------------------------------------------------------ the old finalizer
+
+    def _release_legacy_finalizers(self) -> None:
+        """Remove ``served.LEGACY_FINALIZER`` from the JobQueues that still carry it."""
+        pending = dict(self.jobqueues.releases)
+        for member in self.jobqueues:
+            if member.legacy_finalizer is not None:
+                pending[member.key] = member.legacy_finalizer
+        for key, release in pending.items():
+            if key not in self._releasing:
+                self._releasing.add(key)
+                self._spawn(self._release(key, release), "jobqueue finalizer release")
+
+    async def _release(self, key: served.Key, release: served.Release) -> None:
+        try:
+            # The other finalizers stay; the resourceVersion makes a stale list fail (409), not win.
+            kept = list(release.others) or None
+            patch = {"metadata": {"finalizers": kept, "resourceVersion": release.version}}
+            await self.api().patch_jobqueue(*key, patch)
+        except kube_api.NotLeading:
+            pass
+        except Exception as exc:  # 409: the object moved on; its next watch event brings the version
+            logger.info("%s/%s: removing the old finalizer: %s", *key, exc)
+        finally:
+            self._releasing.discard(key)

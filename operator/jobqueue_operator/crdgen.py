@@ -10,7 +10,8 @@ Two outputs, one source (``spec.JobQueueSpec`` and ``status.JobQueueStatus``):
 The models' JSON schema becomes a Kubernetes structural schema: ``$ref`` inlined, ``anyOf`` with
 ``null`` collapsed (optional fields are simply not required), ``title`` and null defaults dropped,
 ``additionalProperties: false`` dropped (the API server prunes unknown fields instead), while
-``default``, ``minimum``/``maximum``, ``pattern``, ``enum`` and ``x-kubernetes-*`` stay.
+``default``, ``minimum``/``maximum``, ``pattern``, ``enum`` and ``x-kubernetes-*`` stay (an
+exclusive bound, a number in JSON Schema, becomes OpenAPI 3.0's bound with a true flag).
 ``--check`` writes nothing and exits 1 with a diff when a file differs.
 """
 
@@ -46,10 +47,16 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Seconds the oldest ready job has waited.",
     },
     {
+        "name": "Ready",
+        "type": "integer",
+        "jsonPath": ".status.readyReplicas",
+        "description": "Worker pods ready (the Deployment's status).",
+    },
+    {
         "name": "Replicas",
         "type": "integer",
         "jsonPath": ".status.replicas",
-        "description": "Worker replicas.",
+        "description": "Worker pods (the Deployment's status).",
     },
     {
         "name": "Desired",
@@ -72,6 +79,9 @@ class SchemaError(ValueError):
     """A model produced JSON schema that has no structural-schema equivalent."""
 
 
+_EXCLUSIVE = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}
+
+
 def structural(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, Any]:
     """One JSON-schema node as a Kubernetes structural schema node."""
     merged = _inline(node, defs)
@@ -87,6 +97,9 @@ def structural(node: Mapping[str, Any], defs: Mapping[str, Any]) -> dict[str, An
             out[key] = structural(value, defs)
         elif key == "const":
             out["enum"] = [value]
+        elif key in _EXCLUSIVE:  # JSON Schema's bound; OpenAPI 3.0 (the CRD's) flags the bound
+            out[_EXCLUSIVE[key]] = value
+            out[key] = True
         else:
             out[key] = value
     return out
@@ -121,6 +134,13 @@ def open_api_schema() -> dict[str, Any]:
         "type": "object",
         "description": "A Redis job queue and the autoscaled fleet of workers serving it.",
         "required": ["spec"],
+        "x-kubernetes-validations": [
+            {
+                "rule": f"has(self.spec.queue.name) || size(self.metadata.name) <= {spec.MAX_QUEUE_NAME}",
+                "message": f"metadata.name is the queue name when spec.queue.name is absent, and a queue "
+                f"name has at most {spec.MAX_QUEUE_NAME} characters: set spec.queue.name",
+            }
+        ],
         "properties": {
             "apiVersion": {"type": "string", "description": "jobqueue.dev/v1alpha1"},
             "kind": {"type": "string", "description": "JobQueue"},

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from jobqueue_operator import control, kube_api
+from jobqueue_operator import kube_api, readiness, scaling_pass
 from worker_runtime.observation import QueueObservation
 
 DELETION_COST: Final = "controller.kubernetes.io/pod-deletion-cost"
@@ -46,10 +46,20 @@ class KubeActuator:
         spec = deployment.get("spec") or {}
         self._replicas = int(spec.get("replicas", 1))
         self._match_labels: dict[str, str] = dict((spec.get("selector") or {}).get("matchLabels") or {})
+        self.reported = readiness.Replicas.of(deployment)
+
+    @property
+    def replicas(self) -> readiness.Replicas:
+        """What the Deployment reports of its pods, with the replicas asked for now."""
+        return self.reported.scaled_to(self._replicas)
 
     async def current_replicas(self) -> int:
         """The Deployment's spec.replicas (what was asked for, not what runs yet)."""
         return self._replicas
+
+    async def ready_replicas(self) -> int | None:
+        """The Deployment's status.readyReplicas; None until its controller has reported a status."""
+        return self.reported.ready if self.reported.reported else None
 
     async def scale(self, desired: int, observation: QueueObservation | None) -> None:
         if desired < self._replicas and observation is not None:
@@ -61,7 +71,7 @@ class KubeActuator:
         """Annotate each pod with its in-flight jobs (pods without a heartbeat count as idle)."""
         if not self._match_labels:
             return {}
-        costs = control.deletion_costs(observation.workers)
+        costs = scaling_pass.deletion_costs(observation.workers)
         pods = await self.api.list_pods(self.namespace, label_selector(self._match_labels))
         changes: dict[str, int] = {}
         for pod in pods:
@@ -79,4 +89,4 @@ class KubeActuator:
         return changes
 
 
-_: type[control.Actuator] = KubeActuator
+_: type[scaling_pass.Actuator] = KubeActuator

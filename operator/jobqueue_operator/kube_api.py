@@ -6,15 +6,20 @@ chart's RBAC and checks that it grants exactly these plus what kopf itself needs
 The server and credentials come from the operator's memo (set by the login handler of ``cli``, or
 by whoever embeds the operator), never from module globals, so several operators in one process
 (tests) each talk to their own API server.
+
+Writes are gated: a ``KubeApi`` built with ``may_write`` refuses every request but a GET
+(``NotLeading``) while ``may_write()`` is false, so a standby replica cannot write whatever code
+path tries; only the Lease calls (``lease=True``) bypass the gate.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import ssl
 import tempfile
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -22,10 +27,21 @@ from typing import Any, Final
 import aiohttp
 import kopf
 
-from jobqueue_operator import spec
+from jobqueue_operator import spec, tunables
 
 Body = dict[str, Any]
 MERGE_PATCH: Final = "application/merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
+
+
+def _product_version() -> str:
+    try:
+        return importlib.metadata.version("jobqueue")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+USER_AGENT: Final = f"{spec.OPERATOR_NAME}/{_product_version()}"
 
 
 @dataclass(frozen=True, order=True)
@@ -62,6 +78,7 @@ SECRETS: Final = Resource("", "v1", "secrets")
 HPAS: Final = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 JOBQUEUES: Final = Resource(spec.GROUP, spec.VERSION, spec.PLURAL)
 EVENTS: Final = Resource("", "v1", "events")
+LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
 
 # Every call of this module; keep in step with the methods of ``KubeApi`` (a test checks both ways).
 CALLS: Final = frozenset(
@@ -75,20 +92,21 @@ CALLS: Final = frozenset(
         PODS.call("patch"),
         SECRETS.call("get"),
         HPAS.call("list"),
+        JOBQUEUES.call("patch"),
         JOBQUEUES.call("patch", "status"),
         EVENTS.call("create"),
     }
 )
 
-# What kopf does on the operator's behalf: watch and patch JobQueues (finalizers, annotations,
-# status), post Events, find the namespaces it serves and notice the CRD.
+# The Lease of leader election, in the operator's own namespace only (a Role there, not a ClusterRole).
+LEASE_CALLS: Final = frozenset({LEASES.call("get"), LEASES.call("create"), LEASES.call("patch")})
+
+# What kopf does on the operator's behalf: it only watches (the handlers persist nothing, so kopf
+# writes no annotation, finalizer or status); it finds the namespaces it serves and notices the CRD.
 KOPF_CALLS: Final = frozenset(
     {
         ApiCall(spec.GROUP, spec.PLURAL, "list"),
         ApiCall(spec.GROUP, spec.PLURAL, "watch"),
-        ApiCall(spec.GROUP, spec.PLURAL, "patch"),
-        ApiCall(spec.GROUP, f"{spec.PLURAL}/status", "patch"),
-        ApiCall("", "events", "create"),
         ApiCall("", "namespaces", "list"),
         ApiCall("", "namespaces", "watch"),
         ApiCall("apiextensions.k8s.io", "customresourcedefinitions", "list"),
@@ -106,15 +124,20 @@ class ApiError(Exception):
         self.message = message
 
 
-def connection_from_memo(memo: Mapping[str, Any]) -> kopf.ConnectionInfo:
-    """The API server to talk to: ``memo['connection']`` (a ConnectionInfo) or ``memo['server']``."""
+class NotLeading(Exception):
+    """A write was refused before it was sent: this replica does not hold the Lease."""
+
+
+def connection_from_memo(memo: Mapping[str, Any]) -> kopf.ConnectionInfo | None:
+    """The API server to talk to: ``memo['connection']`` (a ConnectionInfo) or ``memo['server']``;
+    ``None`` when neither is there (the login handler provides it then)."""
     info = memo.get("connection")
     if isinstance(info, kopf.ConnectionInfo):
         return info
     server = memo.get("server")
     if isinstance(server, str) and server:
         return kopf.ConnectionInfo(server=server)
-    raise kopf.TemporaryError("not logged in to the API server yet", delay=1)
+    return None
 
 
 def _ssl_context(info: kopf.ConnectionInfo, scratch: Path) -> ssl.SSLContext | bool:
@@ -151,21 +174,34 @@ def _auth_headers(info: kopf.ConnectionInfo) -> dict[str, str]:
 class KubeApi:
     """The calls the operator makes, over one aiohttp session (create it in the operator's loop)."""
 
-    def __init__(self, info: kopf.ConnectionInfo, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        info: kopf.ConnectionInfo,
+        settings: tunables.ApiTunables | None = None,
+        *,
+        may_write: Callable[[], bool] | None = None,
+    ) -> None:
+        settings = settings if settings is not None else tunables.ApiTunables()
         self.server = info.server.rstrip("/")
+        self.may_write = may_write
         self._scratch = tempfile.TemporaryDirectory(prefix="jobqueue-operator-")
-        connector = aiohttp.TCPConnector(ssl=_ssl_context(info, Path(self._scratch.name)), limit=20)
+        ssl_context = _ssl_context(info, Path(self._scratch.name))
+        connector = aiohttp.TCPConnector(ssl=ssl_context, limit=settings.connections)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"Accept": "application/json", **_auth_headers(info)},
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT, **_auth_headers(info)},
+            timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds),
         )
 
     async def close(self) -> None:
         await self._session.close()
         self._scratch.cleanup()
 
-    async def _request(self, method: str, url: str, body: Any = None, content_type: str = "") -> Any:
+    async def _request(
+        self, method: str, url: str, body: Any = None, content_type: str = "", *, lease: bool = False
+    ) -> Any:
+        if method != "GET" and not lease and self.may_write is not None and not self.may_write():
+            raise NotLeading(f"{method} {url}: not the leader")
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type or "application/json"} if data is not None else {}
         async with self._session.request(method, self.server + url, data=data, headers=headers) as response:
@@ -197,8 +233,12 @@ class KubeApi:
         created: Body = await self._request("POST", DEPLOYMENTS.path(namespace), body)
         return created
 
-    async def patch_deployment(self, namespace: str, name: str, patch: Body) -> Body:
-        patched: Body = await self._request("PATCH", DEPLOYMENTS.path(namespace, name), patch, MERGE_PATCH)
+    async def patch_deployment(
+        self, namespace: str, name: str, patch: Any, *, json_patch: bool = False
+    ) -> Body:
+        """A merge patch, or an RFC 6902 JSON patch (a list of operations) with ``json_patch``."""
+        kind = JSON_PATCH if json_patch else MERGE_PATCH
+        patched: Body = await self._request("PATCH", DEPLOYMENTS.path(namespace, name), patch, kind)
         return patched
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
@@ -245,8 +285,33 @@ class KubeApi:
             raise
         return patched
 
+    async def patch_jobqueue(self, namespace: str, name: str, patch: Body) -> Body | None:
+        """Merge ``patch`` into the JobQueue (metadata only: finalizers); ``None`` if it is gone."""
+        try:
+            patched: Body = await self._request("PATCH", JOBQUEUES.path(namespace, name), patch, MERGE_PATCH)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return patched
+
     async def post_event(self, namespace: str, event: Body) -> None:
         await self._request("POST", EVENTS.path(namespace), event)
+
+    # -- the Lease of leader election (never gated: it is how a replica becomes the leader)
+
+    async def get_lease(self, namespace: str, name: str) -> Body | None:
+        return await self._get_or_none(LEASES.path(namespace, name))
+
+    async def create_lease(self, namespace: str, body: Body) -> Body:
+        created: Body = await self._request("POST", LEASES.path(namespace), body, lease=True)
+        return created
+
+    async def patch_lease(self, namespace: str, name: str, patch: Body) -> Body:
+        """A merge patch; one carrying ``metadata.resourceVersion`` fails with 409 if the Lease moved on."""
+        url = LEASES.path(namespace, name)
+        patched: Body = await self._request("PATCH", url, patch, MERGE_PATCH, lease=True)
+        return patched
 
 
 def _message(text: str) -> str:

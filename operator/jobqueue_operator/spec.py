@@ -9,19 +9,29 @@ an object read from the API server, including the cross-field rules a schema can
 | exactly one of ``template`` / ``deploymentRef``       | ``spec.workers``                       |
 | at least one scaling target                           | ``spec.scaling.targets``               |
 | ``fallback.replicas`` within ``[minReplicas, max]``   | ``spec.scaling.fallback.replicas``     |
-| queue name rules of ``worker_runtime.keys``           | ``spec.queue.name``                    |
+| queue name rules of ``worker_runtime.keys``, also for | ``spec.queue.name``                    |
+| ``metadata.name`` when it is the queue name           |                                        |
+| a pod template the operator can build on              | ``spec.workers.template...``           |
+
+Parsing is strict (pydantic strict mode): ``"5"`` is no integer and ``"yes"`` or ``1`` no boolean,
+as the API server's schema has it, so dev mode (no API server in front) refuses what a cluster
+would, and no string ever counts as ``paused: true``. Upper bounds (``MAX_*``) keep a typo from
+asking for thousands of pods or a day between probes; docs/jobqueue-resource.md lists them.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from worker_runtime import keys, settings
+from jobqueue_operator import flow_spec, pod_template, redis_spec, spec_base
+from jobqueue_operator.spec_base import KubeModel
+from worker_runtime import keys, retention, settings
 
 GROUP: Final = "jobqueue.dev"
 VERSION: Final = "v1alpha1"
@@ -31,6 +41,8 @@ PLURAL = "jobqueues"
 SINGULAR = "jobqueue"
 SHORT_NAMES = ("jq",)
 CRD_NAME = f"{PLURAL}.{GROUP}"
+# Who writes: the managed-by label of owned objects and the component of the operator's Events.
+OPERATOR_NAME: Final = "jobqueue-operator"
 
 PAUSED_ANNOTATION = f"{GROUP}/paused"
 # Seconds added to jobs.timeoutSeconds for the derived terminationGracePeriodSeconds: time for the
@@ -38,8 +50,29 @@ PAUSED_ANNOTATION = f"{GROUP}/paused"
 GRACE_MARGIN_SECONDS = 30
 # The same characters worker_runtime.keys.validate_queue_name refuses, as a schema pattern.
 QUEUE_NAME_PATTERN = r"^[^{}: \t\r\n]+$"
+# The longest queue name worker_runtime.keys.validate_queue_name accepts.
+MAX_QUEUE_NAME = 200
+# Upper bounds: far above any sensible value, low enough that a typo cannot do much harm.
+MAX_REPLICAS = 10_000
+MAX_POLLING_INTERVAL = 600
+MAX_SECONDS = 86_400  # a day: job timeouts, windows, cooldowns, backoff caps
+MAX_TARGET = 1_000_000
 
 _ENV_PREFIX = str(settings.WorkerSettings.model_config.get("env_prefix", "JOBQUEUE_"))
+
+
+def _worker_default(field: str) -> Any:
+    """The runtime's default of a ``WorkerSettings`` field. The spec's defaults for what it hands to
+    the workers are these values, so a pod whose JobQueue sets nothing runs as a worker started
+    with no environment does, and the two cannot drift."""
+    return settings.WorkerSettings.model_fields[field].default
+
+
+def _whole(value: float) -> int:
+    """A runtime default (a float there) for an integer field of the CRD; refuses to round."""
+    if value != int(value):
+        raise ValueError(f"{value} has no integer form for the CRD")
+    return int(value)
 
 
 class SpecError(ValueError):
@@ -52,45 +85,11 @@ class SpecError(ValueError):
         super().__init__("; ".join(f"{p}: {r}" for p, r in self.errors))
 
 
-class KubeModel(BaseModel):
-    """Base of the resource's sections: camelCase on the wire, snake_case in Python."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
-
-def _section(model: type[KubeModel], description: str) -> Any:
-    """An optional section whose fields all have defaults; ``default: {}`` lets the API server fill them."""
-    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
-
-
-class SecretKeyRef(KubeModel):
-    """One key of a Secret in the JobQueue's namespace."""
-
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret's data.")
-
-
-class TlsSpec(KubeModel):
-    """TLS towards Redis (``rediss://`` URLs turn it on as well)."""
-
-    enabled: bool = Field(
-        False, description="Connect with TLS. Off by default: most in-cluster Redis is plain."
-    )
-    ca_secret_ref: SecretKeyRef | None = Field(
-        None, description="CA bundle (PEM) to verify the server; absent means the system trust store."
-    )
-    insecure_skip_verify: bool = Field(
-        False, description="Skip certificate verification. Off by default; only for test setups."
-    )
-
-
-class RedisSpec(KubeModel):
-    """Where the queue lives. The URL comes from a Secret, never inline, since it holds a password."""
-
-    url_secret_ref: SecretKeyRef = Field(
-        description="Secret key holding the Redis URL (redis://, rediss://, redis+sentinel://)."
-    )
-    tls: TlsSpec = _section(TlsSpec, "TLS settings; plain TCP unless enabled.")
+# ``spec.queue.redis`` lives in a module of its own.
+SecretKeyRef = spec_base.SecretKeyRef
+_section = spec_base.section
+TlsSpec = redis_spec.TlsSpec
+RedisSpec = redis_spec.RedisSpec
 
 
 class QueueSpec(KubeModel):
@@ -99,10 +98,10 @@ class QueueSpec(KubeModel):
     name: str | None = Field(
         None,
         min_length=1,
-        max_length=200,
+        max_length=MAX_QUEUE_NAME,
         pattern=QUEUE_NAME_PATTERN,
-        description="Queue name in Redis; absent means metadata.name. No braces, colons or whitespace, "
-        "since the name is the key's cluster hash tag.",
+        description="Queue name in Redis; absent means metadata.name, which must then be at most 200 "
+        "characters. No braces, colons or whitespace, since the name is the key's cluster hash tag.",
     )
     redis: RedisSpec = Field(description="Connection to the Redis server holding the queue.")
 
@@ -146,14 +145,21 @@ class WorkersSpec(KubeModel):
         "themselves. Exactly one of template and deploymentRef.",
     )
     concurrency: int = Field(
-        10, ge=1, le=10_000, description="Jobs one pod runs at once; 10 suits I/O-bound handlers."
+        _worker_default("concurrency"),
+        ge=1,
+        le=10_000,
+        description="Jobs one pod runs at once; 10 suits I/O-bound handlers.",
     )
     metrics_port: int = Field(
-        9100, ge=1, le=65535, description="Port of the workers' /metrics and /healthz; 9100 is the runtime's."
+        _worker_default("metrics_port"),
+        ge=1,
+        le=65535,
+        description="Port of the workers' /metrics and /healthz; 9100 is the runtime's.",
     )
     termination_grace_period_seconds: int | None = Field(
         None,
         ge=0,
+        le=MAX_SECONDS + GRACE_MARGIN_SECONDS,
         description="Seconds a stopping pod may drain. Absent means jobs.timeoutSeconds + 30, so a job "
         "started just before SIGTERM can still finish.",
     )
@@ -165,11 +171,15 @@ class ScalingTargets(KubeModel):
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     backlog_per_replica: int | None = Field(
-        None, ge=1, description="Jobs (waiting + running) per replica, as KEDA's Redis scalers offer."
+        None,
+        ge=1,
+        le=MAX_TARGET,
+        description="Jobs (waiting + running) per replica, as KEDA's Redis scalers offer.",
     )
     max_oldest_age: int | None = Field(
         None,
         ge=1,
+        le=MAX_SECONDS,
         description="Seconds the oldest ready job may wait; sized from measured arrival and service rates.",
     )
 
@@ -177,17 +187,22 @@ class ScalingTargets(KubeModel):
 class ActivationSpec(KubeModel):
     """When a fleet at zero replicas wakes up."""
 
-    waiting: int = Field(1, ge=1, description="Ready jobs that wake a fleet at zero; 1 means any job.")
+    waiting: int = Field(
+        1, ge=1, le=MAX_TARGET, description="Ready jobs that wake a fleet at zero; 1 means any job."
+    )
 
 
 class ScaleUpSpec(KubeModel):
     """How fast the fleet grows: each period it may add the larger of the two steps (as the HPA does)."""
 
     max_step_per_period: int = Field(
-        4, ge=1, description="Pods added per period at most; 4 is the HPA's default."
+        4, ge=1, le=MAX_REPLICAS, description="Pods added per period at most; 4 is the HPA's default."
     )
     max_step_percent: int = Field(
-        100, ge=1, description="Percent of the fleet added per period at most; 100 (doubling) is the HPA's."
+        100,
+        ge=1,
+        le=1000,
+        description="Percent of the fleet added per period at most; 100 (doubling) is the HPA's.",
     )
     period_seconds: int = Field(15, ge=1, le=1800, description="Length of one period in seconds.")
 
@@ -210,7 +225,10 @@ class ScaleDownSpec(KubeModel):
         "the fleet shrinks; 0.35 absorbs load noise of +/-20% without flapping.",
     )
     max_step_per_period: int | None = Field(
-        None, ge=1, description="Pods removed per period at most; absent means no limit beyond the window."
+        None,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="Pods removed per period at most; absent means no limit beyond the window.",
     )
     period_seconds: int = Field(15, ge=1, le=1800, description="Length of one period in seconds.")
 
@@ -219,10 +237,13 @@ class FallbackSpec(KubeModel):
     """What to do while the queue cannot be probed."""
 
     failure_threshold: int = Field(
-        3, ge=1, description="Consecutive failed probes before falling back; 3 ignores a single blip."
+        3,
+        ge=1,
+        le=1000,
+        description="Consecutive failed probes before falling back; 3 ignores a single blip.",
     )
     replicas: int | None = Field(
-        None, ge=0, description="Replicas while probes fail; absent keeps the current count."
+        None, ge=0, le=MAX_REPLICAS, description="Replicas while probes fail; absent keeps the current count."
     )
 
 
@@ -246,10 +267,20 @@ class ScalingSpec(KubeModel):
         }
     )
 
-    min_replicas: int = Field(0, ge=0, description="Fewest replicas; 0 lets an idle queue cost nothing.")
-    max_replicas: int = Field(10, ge=1, description="Most replicas; bounds cost and Redis connections.")
+    min_replicas: int = Field(
+        0, ge=0, le=MAX_REPLICAS, description="Fewest replicas; 0 lets an idle queue cost nothing."
+    )
+    max_replicas: int = Field(
+        10,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="Most replicas; bounds cost and Redis connections. At most 10000.",
+    )
     polling_interval: int = Field(
-        2, ge=1, le=3600, description="Seconds between probes; 2 starts a fleet at zero within seconds."
+        2,
+        ge=1,
+        le=MAX_POLLING_INTERVAL,
+        description="Seconds between probes; 2 starts a fleet at zero within seconds. At most 600.",
     )
     targets: ScalingTargets = Field(description="At least one target: backlogPerReplica, maxOldestAge.")
     activation: ActivationSpec = _section(ActivationSpec, "Waking up from zero replicas.")
@@ -258,6 +289,7 @@ class ScalingSpec(KubeModel):
     cooldown_seconds: int = Field(
         120,
         ge=0,
+        le=MAX_SECONDS,
         description="Seconds the queue must be idle before the last replica goes; 120 keeps a "
         "warm pod between bursts a minute or two apart.",
     )
@@ -270,22 +302,78 @@ class ScalingSpec(KubeModel):
 class BackoffSpec(KubeModel):
     """Delay between attempts: exponential from baseSeconds, with jitter, capped at capSeconds."""
 
-    base_seconds: float = Field(1.0, ge=0, description="Seconds before the first retry; doubled each retry.")
-    cap_seconds: float = Field(
-        300.0, ge=0, description="Longest delay in seconds, so retries never stall for hours."
+    base_seconds: float = Field(
+        _worker_default("backoff_base_seconds"),
+        ge=0,
+        le=MAX_SECONDS,
+        description="Seconds before the first retry; doubled each retry.",
     )
+    cap_seconds: float = Field(
+        _worker_default("backoff_cap_seconds"),
+        ge=0,
+        le=MAX_SECONDS,
+        description="Longest delay in seconds, so retries never stall for hours.",
+    )
+
+
+class CompletedRetentionSpec(KubeModel):
+    """Completed jobs kept for lookup: the newest ``count``, none older than ``ageSeconds``."""
+
+    count: int = Field(
+        _worker_default("keep_completed"),
+        ge=0,
+        le=retention.MAX_KEEP_COUNT,
+        description="The newest completed jobs kept; older ones are deleted as new ones finish.",
+    )
+    age_seconds: int = Field(
+        _whole(_worker_default("keep_completed_seconds")),
+        ge=0,
+        le=retention.MAX_KEEP_SECONDS,
+        description="Seconds a completed job is kept for lookup (a day by default).",
+    )
+
+
+class DeadRetentionSpec(KubeModel):
+    """Dead-lettered jobs kept: the newest ``count``, none older than ``ageSeconds``."""
+
+    count: int = Field(
+        _worker_default("keep_dead"),
+        ge=0,
+        le=retention.MAX_KEEP_COUNT,
+        description="The newest dead jobs kept; older ones are deleted as new ones die.",
+    )
+    age_seconds: int = Field(
+        _whole(_worker_default("keep_dead_seconds")),
+        ge=0,
+        le=retention.MAX_KEEP_SECONDS,
+        description="Seconds a dead job is kept for inspection and replay (a week by default).",
+    )
+
+
+class RetentionSpec(KubeModel):
+    """How many finished jobs Redis keeps, by count and by age (both always apply)."""
+
+    completed: CompletedRetentionSpec = _section(CompletedRetentionSpec, "Completed jobs.")
+    dead: DeadRetentionSpec = _section(DeadRetentionSpec, "Dead-lettered jobs.")
 
 
 class JobsSpec(KubeModel):
     """Defaults for jobs enqueued without their own options, handed to the workers as JOBQUEUE_*."""
 
     attempts: int = Field(
-        3, ge=1, le=1000, description="Attempts per job, the first included; 3 rides out a blip."
+        _worker_default("default_attempts"),
+        ge=1,
+        le=1000,
+        description="Attempts per job, the first included; 3 rides out a blip.",
     )
     backoff: BackoffSpec = _section(BackoffSpec, "Retry delays.")
     timeout_seconds: int = Field(
-        300, ge=1, description="Seconds a job may run before it counts as a failed attempt."
+        _whole(_worker_default("default_timeout_seconds")),
+        ge=1,
+        le=MAX_SECONDS,
+        description="Seconds a job may run before it counts as a failed attempt; at most a day.",
     )
+    retention: RetentionSpec = _section(RetentionSpec, "Finished jobs kept in Redis.")
 
 
 class JobQueueSpec(KubeModel):
@@ -295,6 +383,9 @@ class JobQueueSpec(KubeModel):
     workers: WorkersSpec = Field(description="The worker pods.")
     scaling: ScalingSpec = Field(description="How many worker pods, and how fast that changes.")
     jobs: JobsSpec = _section(JobsSpec, "Job defaults handed to the workers.")
+    flow: flow_spec.FlowSpec = _section(
+        flow_spec.FlowSpec, "Flow control of the claims: pause, rate limit, running cap (flow_spec)."
+    )
 
 
 class ObjectMeta(BaseModel):
@@ -348,6 +439,10 @@ class JobQueue(BaseModel):
             "backoff_cap_seconds": spec.jobs.backoff.cap_seconds,
             "default_timeout_seconds": spec.jobs.timeout_seconds,
             "grace_period_seconds": max(0, self.termination_grace_period_seconds - 5),
+            "keep_completed": spec.jobs.retention.completed.count,
+            "keep_completed_seconds": spec.jobs.retention.completed.age_seconds,
+            "keep_dead": spec.jobs.retention.dead.count,
+            "keep_dead_seconds": spec.jobs.retention.dead.age_seconds,
         }
         return {env_name(field): str(value) for field, value in values.items()}
 
@@ -367,6 +462,10 @@ def parse_jobqueue(body: Mapping[str, Any]) -> JobQueue:
     except ValidationError as exc:
         raise _spec_error(exc) from None
     problems = cross_field_problems(jobqueue.spec)
+    if jobqueue.spec.queue.name is None:
+        problems += _queue_name_problems(jobqueue.metadata.name)
+    if jobqueue.spec.workers.template is not None:
+        problems += pod_template.problems(jobqueue.spec.workers.template)
     if problems:
         (path, reason), *more = problems
         raise SpecError(path, reason, more=tuple(more))
@@ -401,16 +500,44 @@ def cross_field_problems(spec: JobQueueSpec) -> list[tuple[str, str]]:
     return problems
 
 
-def is_paused(body: Mapping[str, Any]) -> bool:
-    """Whether scaling is paused, by spec.scaling.paused or the ``jobqueue.dev/paused`` annotation.
+def _queue_name_problems(name: str) -> list[tuple[str, str]]:
+    """metadata.name as the queue name: Kubernetes allows 253 characters, a queue name 200."""
+    try:
+        keys.validate_queue_name(name)
+    except ValueError as exc:
+        return [("spec.queue.name", f"absent, so metadata.name is the queue name, and it is invalid: {exc}")]
+    return []
 
-    Reads the raw object, so a pause works even while the rest of the spec is invalid.
+
+class PausedBy(StrEnum):
+    """What pauses a JobQueue's scaling."""
+
+    ANNOTATION = "annotation"
+    SPEC = "spec"
+
+
+def paused_by(jobqueue: JobQueue | Mapping[str, Any]) -> PausedBy | None:
+    """What pauses scaling, if anything: the annotation ``jobqueue.dev/paused: "true"`` (any case,
+    spaces around ignored), else ``spec.scaling.paused: true``. The one place this is decided: the
+    operator's loop, dev mode's loop and the Paused condition all ask here.
+
+    Takes a parsed JobQueue or the raw object; on the raw one a pause works even while the rest of
+    the spec is invalid.
     """
-    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if isinstance(jobqueue, JobQueue):
+        annotations: Mapping[str, Any] = jobqueue.metadata.annotations
+        in_spec: object = jobqueue.spec.scaling.paused
+    else:  # any shape at all: a malformed object must not break the caller
+        metadata, body_spec = _mapping(jobqueue.get("metadata")), _mapping(jobqueue.get("spec"))
+        annotations = _mapping(metadata.get("annotations"))
+        in_spec = _mapping(body_spec.get("scaling")).get("paused")
     if str(annotations.get(PAUSED_ANNOTATION, "")).strip().lower() == "true":
-        return True
-    scaling = ((body.get("spec") or {}).get("scaling")) or {}
-    return scaling.get("paused") is True
+        return PausedBy.ANNOTATION
+    return PausedBy.SPEC if in_spec is True else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def grace_period_for(timeout_seconds: float) -> int:

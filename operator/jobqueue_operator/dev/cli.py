@@ -1,7 +1,7 @@
 """``jobqueue dev -f jobqueue.yaml [--redis URL]``: the operator's loop over local worker processes.
 
 Reads JobQueue manifests (multi-document YAML; other kinds are ignored), validates them with the
-operator's models and runs ``control.control_pass`` every polling interval with a local actuator.
+operator's models and runs ``scaling_pass.run_pass`` every polling interval with a local actuator.
 Without ``--redis`` it starts an embedded redis-server on a free port. Ctrl-C or SIGTERM drains the
 workers (SIGTERM, in-flight jobs finish) and stops the embedded server: nothing is left running.
 """
@@ -18,10 +18,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, start_http_server
 from rich.console import Console
 
 from jobqueue_operator.dev import loop as devloop
 from jobqueue_operator.dev import view
+from jobqueue_operator.metrics import OperatorMetrics
+from worker_runtime import exposition
 from worker_runtime.embedded_redis import RedisServer, RedisServerError
 
 
@@ -34,7 +37,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-dir", type=Path, help="worker logs, a file per process (default: temp dir)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     parser.add_argument("--no-live", action="store_true", help="print changes, not a live view")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="serve the operator's /metrics on 127.0.0.1 at this port, for a local Prometheus; "
+        "0 turns it off (default: %(default)s)",
+    )
     return parser
+
+
+def serve_metrics(port: int, console: Console) -> OperatorMetrics | None:
+    """The operator's metrics, served on loopback as ``jobqueue operator run`` serves them; a port
+    in use is a warning, not an error: dev mode is for trying a spec, and runs without them."""
+    if not port:
+        return None
+    registry = CollectorRegistry()
+    exposition.add_process_metrics(registry, "operator")
+    metrics = OperatorMetrics(registry)
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=exposition.without_created(registry))
+    except OSError as exc:
+        console.print(
+            f"[yellow]operator metrics not served: port {port}: {exc.strerror or exc}[/] "
+            "(--metrics-port PORT picks another, 0 turns them off)"
+        )
+        return None
+    console.print(f"operator metrics on http://127.0.0.1:{port}/metrics")
+    return metrics
 
 
 @contextlib.contextmanager
@@ -56,6 +86,7 @@ async def run(
     duration: float | None,
     console: Console,
     live: bool,
+    metrics: OperatorMetrics | None = None,
 ) -> list[view.QueueSummary]:
     """Run the loop until SIGINT/SIGTERM (or ``duration``), drain the workers, return the summary."""
     stop = asyncio.Event()
@@ -64,7 +95,8 @@ async def run(
         aio.add_signal_handler(sig, stop.set)
     if duration is not None:
         aio.call_later(duration, stop.set)
-    loop = devloop.DevLoop(targets, redis_url, log_dir=log_dir, on_pass=None if live else _printer(console))
+    printer = None if live else _printer(console)
+    loop = devloop.DevLoop(targets, redis_url, log_dir=log_dir, on_pass=printer, metrics=metrics)
     try:
         with view.LiveView(loop, console, enabled=live):
             await loop.run(stop)
@@ -118,6 +150,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         except RedisServerError as exc:
             console.print(f"[red]error:[/] {exc}")
             sys.exit(1)
+        metrics = serve_metrics(args.metrics_port, console)
         asyncio.run(
-            run(targets, url, log_dir=log_dir, duration=args.duration, console=console, live=not args.no_live)
+            run(
+                targets,
+                url,
+                log_dir=log_dir,
+                duration=args.duration,
+                console=console,
+                live=not args.no_live,
+                metrics=metrics,
+            )
         )

@@ -1,10 +1,10 @@
 """The local actuator: worker processes on this machine instead of a Deployment's pods.
 
-It implements ``control.Actuator`` so ``jobqueue dev`` runs the operator's own control pass. Each
+It implements ``scaling_pass.Actuator`` so ``jobqueue dev`` runs the operator's own control pass. Each
 replica is one ``python -m worker_runtime worker <app>`` process with the JobQueue's ``JOBQUEUE_*``
 environment, a unique ``JOBQUEUE_POD_NAME`` (``<queue>-local-<n>``) and no metrics server.
 
-Scale-down picks workers with ``control.removal_order`` over the heartbeats they publish (idle
+Scale-down picks workers with ``scaling_pass.removal_order`` over the heartbeats they publish (idle
 first; a process that has not reported yet has no jobs) and sends them SIGTERM: they stop claiming
 and finish their jobs within the grace period. They are reaped in the background, on every call,
 never awaited by the loop. Terminating processes do not count as replicas, so they are neither
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from jobqueue_operator import control, spec
+from jobqueue_operator import scaling_pass, spec
 from worker_runtime.observation import QueueObservation, WorkerHeartbeat
 
 # Seconds past the workers' grace period before a terminating process is killed outright.
@@ -90,7 +90,7 @@ def _die_with_parent() -> None:
 
 
 class LocalActuator:
-    """Starts and stops worker processes for one JobQueue (``control.Actuator``)."""
+    """Starts and stops worker processes for one JobQueue (``scaling_pass.Actuator``)."""
 
     def __init__(
         self,
@@ -120,11 +120,17 @@ class LocalActuator:
     def queue(self) -> str:
         return self.jobqueue.queue_name
 
-    # --- control.Actuator ------------------------------------------------------------------
+    # --- scaling_pass.Actuator -------------------------------------------------------------
 
     async def current_replicas(self) -> int:
         self.reap()
         return len(self.running)
+
+    async def ready_replicas(self) -> int | None:
+        """Running processes that are alive (``scaling_pass.CountsReady``): a local worker serves
+        within a second of its start, well inside a polling interval."""
+        self.reap()
+        return sum(1 for worker in self.running.values() if worker.process.poll() is None)
 
     async def scale(self, desired: int, observation: QueueObservation | None) -> None:
         self.reap()
@@ -177,7 +183,7 @@ class LocalActuator:
         """Running pods in removal order: silent ones (still starting, no jobs) then idle-first."""
         reported = {hb.pod: hb for hb in heartbeats if hb.pod in self.running}
         silent = [pod for pod in reversed(self.running) if pod not in reported]
-        ordered = control.removal_order(reported.values())
+        ordered = scaling_pass.removal_order(reported.values())
         return [(pod, -1) for pod in silent] + [(hb.pod, hb.inflight) for hb in ordered]
 
     def _terminate(self, pod: str, inflight: int) -> None:

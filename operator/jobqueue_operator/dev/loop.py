@@ -1,6 +1,6 @@
 """The dev control loop: the operator's probe -> policy -> actuator pass, over local worker processes.
 
-``DevLoop`` probes every queue in one round trip, then runs ``control.control_pass`` for each queue
+``DevLoop`` probes every queue in one round trip, then runs ``scaling_pass.run_pass`` for each queue
 whose polling interval is due, with a ``LocalActuator`` in place of the Deployment. A failed probe
 passes ``None`` (the policy's fallback applies) and the loop carries on; it never crashes on a lost
 Redis, and its client reconnects with backoff.
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 import yaml
 
-from jobqueue_operator import control, policy, spec
+from jobqueue_operator import member_pass, policy, scaling_pass, spec
 from jobqueue_operator.dev.local_actuator import LocalActuator
+from jobqueue_operator.metrics import OperatorMetrics
 from worker_runtime import connection, probe
 from worker_runtime.observation import QueueObservation
 
@@ -128,7 +128,7 @@ class QueueRun:
     target: DevTarget
     actuator: LocalActuator
     state: policy.PolicyState = field(default_factory=policy.PolicyState)
-    last: control.PassResult | None = None
+    last: scaling_pass.PassResult | None = None
     last_observation: QueueObservation | None = None
     next_due: float = 0.0
     passes: int = 0
@@ -153,6 +153,12 @@ class QueueRun:
         return self.last.decision.desired if self.last is not None else 0
 
     @property
+    def labels(self) -> tuple[str, str, str]:
+        """The operator's metric labels of this queue (namespace ``default`` unless the manifest says)."""
+        meta = self.jobqueue.metadata
+        return (meta.namespace or "default", meta.name, self.name)
+
+    @property
     def reason(self) -> str:
         return self.last.decision.reason if self.last is not None else "starting"
 
@@ -168,8 +174,10 @@ class DevLoop:
         log_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_pass: Callable[[DevLoop], None] | None = None,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.redis_url = redis_url
+        self.metrics = metrics
         self.clock = clock
         self.on_pass = on_pass
         self.runs = [
@@ -177,7 +185,8 @@ class DevLoop:
             for t in targets
         ]
         self.started_at = clock()
-        self.client: aioredis.Redis = connection.connect(redis_url)
+        # Its loop backs off on its own (a failed probe is a pass with no observation): no retries.
+        self.client: connection.AsyncClient = connection.connect(redis_url, retries=0)
 
     def run_for(self, queue: str) -> QueueRun:
         return next(r for r in self.runs if r.name == queue)
@@ -211,12 +220,17 @@ class DevLoop:
         else:
             run.last_observation = observation
             run.worst_age_s = max(run.worst_age_s, observation.oldest_ready_age_s)
-        paused = run.jobqueue.metadata.annotations.get(spec.PAUSED_ANNOTATION, "").lower() == "true"
-        result = await control.control_pass(
+        paused = spec.paused_by(run.jobqueue) is not None
+        result = await scaling_pass.run_pass(
             run.jobqueue, observation, run.actuator, run.state, now, paused=paused
         )
         run.state = result.decision.state
         run.last = result
+        if self.metrics is not None:  # the operator's series, so a local Prometheus can scrape them
+            self.metrics.serving(run.labels)
+            if observation is None:
+                self.metrics.probe_errors.labels(*run.labels).inc()
+            member_pass.record_metrics(self.metrics, run.jobqueue, result, run.labels)
         run.passes += 1
         run.scale_events += int(result.scaled)
         run.next_due = now + run.jobqueue.spec.scaling.polling_interval

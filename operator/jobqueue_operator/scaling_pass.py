@@ -1,17 +1,18 @@
-"""One control pass: observation -> policy -> actuator. Shared by the operator and dev mode.
+"""One scaling pass of one JobQueue: observation -> policy -> actuator. Shared by the operator and dev mode.
 
-The operator's kopf timer and ``jobqueue dev`` both call ``control_pass``; they differ only in the
-``Actuator`` they pass (a Kubernetes Deployment, or local worker processes), so no scaling logic
-exists twice.
+The operator's control loop (``control_loop``) and ``jobqueue dev`` (``dev.loop``) both call
+``run_pass``; they differ only in the ``Actuator`` they pass (a Kubernetes Deployment, or local
+worker processes), so no scaling logic exists twice. ``removal_order`` and ``deletion_costs`` tell
+either actuator which workers go first on a scale-down.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from jobqueue_operator import policy, spec
+from jobqueue_operator import policy, readiness, spec
 from worker_runtime.observation import QueueObservation, WorkerHeartbeat
 
 
@@ -28,6 +29,15 @@ class Actuator(Protocol):
         ...
 
 
+@runtime_checkable
+class CountsReady(Protocol):
+    """An actuator that knows how many of its replicas are ready and serving (dev mode's processes,
+    the Kubernetes actuator's Deployment status). Without it, or when it answers None, the policy
+    counts the pods of the workers' heartbeats."""
+
+    async def ready_replicas(self) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class PassResult:
     """What one pass saw and did."""
@@ -35,31 +45,38 @@ class PassResult:
     observation: QueueObservation | None
     current: int
     decision: policy.Decision
+    # What the Deployment reports of its pods (filled by the operator's control loop).
+    replicas: readiness.Replicas | None = None
 
     @property
     def scaled(self) -> bool:
         return self.decision.desired != self.current
 
 
-async def control_pass(
+async def run_pass(
     jobqueue: spec.JobQueue,
     observation: QueueObservation | None,
     actuator: Actuator,
     state: policy.PolicyState,
     now: float,
     *,
-    paused: bool = False,
+    paused: bool,
 ) -> PassResult:
-    """Decide and act once. ``observation is None`` means the probe failed (fallback logic applies)."""
+    """Decide and act once. ``observation is None`` means the probe failed (fallback logic applies);
+    ``paused`` is the caller's ``spec.paused_by`` (the operator also holds a JobQueue whose
+    Deployment another autoscaler scales)."""
     current = await actuator.current_replicas()
+    ready = await actuator.ready_replicas() if isinstance(actuator, CountsReady) else None
     decision = policy.decide(
         jobqueue.spec.scaling,
         observation,
         current,
         state,
         now,
-        paused=paused or jobqueue.spec.scaling.paused,
+        paused=paused,
         concurrency=jobqueue.spec.workers.concurrency,
+        ready_replicas=ready,
+        flow=jobqueue.spec.flow,
     )
     if decision.desired != current:
         await actuator.scale(decision.desired, observation)

@@ -6,9 +6,11 @@ Case matrix:
 | ---------------------------- | -------------------------------------------------------------------- |
 | defaults                     | one standalone operator, all namespaces, one ClusterRole             |
 | ci/namespaced-values.yaml    | a Role per served namespace, `--namespace` flags                     |
-| ci/monitoring-values.yaml    | ServiceMonitor, PrometheusRule, dashboard ConfigMap, NetworkPolicy   |
-| ci/ha-values.yaml            | two pods, kopf peering, ClusterKopfPeering, PodDisruptionBudget      |
-| ci/ha-namespaced-values.yaml | a KopfPeering per namespace, no CRDs installed, image by digest      |
+| ci/monitoring-values.yaml    | ServiceMonitor, PodMonitor, PrometheusRule, dashboard ConfigMap,     |
+|                              | NetworkPolicy                                                        |
+| ci/ha-values.yaml            | two pods, `--leader-elect`, a Lease Role, PodDisruptionBudget, no    |
+|                              | shell in the command                                                 |
+| ci/ha-namespaced-values.yaml | the Lease Role in the release namespace, no CRDs, image by digest    |
 
 Plus: bad values are refused by values.schema.json with a message naming the key; every values key
 is documented with a `# --` comment; the restricted-PSS checker itself flags insecure values.
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -28,24 +29,15 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kv_utils
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "jobqueue-operator"
-NAMESPACE = "jobqueue-system"
-RELEASE = "jq"
-
-VALUE_SETS: dict[str, dict[str, Any]] = {"defaults": {}} | {
-    path.name: yaml.safe_load(path.read_text()) or {} for path in sorted((CHART / "ci").glob("*-values.yaml"))
-}
+from tests.support.chart import CHART, NAMESPACE, RELEASE, VALUE_SETS, Doc, of_kind, one
 
 OLDEST_KUBE = "1.26"
 NEWEST_KUBE = kv_utils.major_minor(kv_utils.latest_version())
 # Kinds that have no bundled schema: custom resources (prometheus-operator, kopf, ours).
-NO_SCHEMA_KINDS = {"ServiceMonitor", "PrometheusRule", "KopfPeering", "ClusterKopfPeering", "JobQueue"}
+NO_SCHEMA_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "JobQueue"}
 
 # Resources that are cluster-scoped, so only a ClusterRole can grant them.
-CLUSTER_SCOPED = {"namespaces", "customresourcedefinitions", "clusterkopfpeerings"}
-
-Doc = dict[str, Any]
+CLUSTER_SCOPED = {"namespaces", "customresourcedefinitions"}
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +65,6 @@ def render(chart: helm_python.Chart) -> Any:
         return cache[key]
 
     return _render
-
-
-def of_kind(docs: list[Doc], kind: str) -> list[Doc]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def one(docs: list[Doc], kind: str) -> Doc:
-    found = of_kind(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, got {[d['metadata']['name'] for d in found]}"
-    return found[0]
 
 
 def container_args(deployment: Doc) -> list[str]:
@@ -341,7 +323,7 @@ def test_operator_pod_defaults(render: Any) -> None:
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
 
 
-# --- Operator command line, RBAC, peering -------------------------------------------------------
+# --- Operator command line, RBAC, leader election ----------------------------------------------
 
 
 def test_default_runs_one_standalone_operator_for_all_namespaces(render: Any) -> None:
@@ -421,30 +403,42 @@ def test_namespaced_rbac_uses_roles(render: Any, values: dict[str, Any], namespa
     assert [a for a in args if a.startswith("--namespace=")] == [f"--namespace={ns}" for ns in namespaces]
 
 
-def test_ha_runs_two_peering_pods(render: Any) -> None:
+def test_ha_runs_two_pods_that_elect_a_leader_through_a_lease(render: Any) -> None:
     docs = render(VALUE_SETS["ha-values.yaml"])
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
-    args = container_args(deployment)
-    assert "--standalone" not in args
-    assert "--peering=jobqueue-operator" in args
-    assert "--priority=" in " ".join(args)  # one priority per pod, from the pod IP
-    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "jobqueue-operator"
-    crds = {d["metadata"]["name"] for d in of_kind(docs, "CustomResourceDefinition")}
-    assert {"kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"} <= crds
-    assert "clusterkopfpeerings" in _rule_resources(one(docs, "ClusterRole"))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["jobqueue", "operator", "run"]  # no shell, nothing computed at start
+    args = container["args"]
+    assert "--standalone" not in args and "--leader-elect" in args
+    assert f"--leader-elect-lease-name={RELEASE}-jobqueue-operator" in args
+    assert f"--leader-elect-namespace={NAMESPACE}" in args
+    assert {"--leader-elect-lease-duration=15", "--leader-elect-renew-deadline=10"} <= set(args)
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    role = one(docs, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]}
+    ]
+    binding = one(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert "leases" not in _rule_resources(one(docs, "ClusterRole"))  # never cluster-wide
+    assert {d["metadata"]["name"] for d in of_kind(docs, "CustomResourceDefinition")} == {
+        "jobqueues.jobqueue.dev"
+    }  # no peering CRDs
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
-def test_ha_namespaced_uses_a_kopf_peering_per_namespace(render: Any) -> None:
+def test_ha_namespaced_keeps_the_lease_in_the_release_namespace(render: Any) -> None:
     docs = render(VALUE_SETS["ha-namespaced-values.yaml"])
-    peering = one(docs, "KopfPeering")
-    assert peering["metadata"]["namespace"] == NAMESPACE
-    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
-    assert of_kind(docs, "ClusterKopfPeering") == []
-    assert of_kind(docs, "CustomResourceDefinition") == []  # peering CRDs and the JobQueue CRD are off
-    assert "kopfpeerings" in _rule_resources(one(docs, "Role"))
+    roles = {r["metadata"]["name"]: r for r in of_kind(docs, "Role")}
+    lease_roles = [r for r in roles.values() if "leases" in _rule_resources(r)]
+    assert [r["metadata"]["namespace"] for r in lease_roles] == [NAMESPACE]
+    assert all("leases" not in _rule_resources(r) for r in roles.values() if r not in lease_roles)
+    assert "--leader-elect-lease-duration=20" in container_args(one(docs, "Deployment"))
+    assert of_kind(docs, "CustomResourceDefinition") == []  # the JobQueue CRD is off
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
         "jobqueue/operator@sha256:"
     )

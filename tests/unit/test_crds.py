@@ -84,6 +84,7 @@ def test_crd_identity_and_columns() -> None:
     assert columns["Waiting"] == ".status.waiting"
     assert columns["Oldest Age"] == ".status.oldestAgeSeconds"
     assert columns["Replicas"] == ".status.replicas"
+    assert columns["Ready"] == ".status.readyReplicas"  # the Deployment's, beside what was asked for
     assert columns["Desired"] == ".status.desiredReplicas"
     assert columns["Age"] == ".metadata.creationTimestamp"
 

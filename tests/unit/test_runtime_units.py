@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker_runtime import App, Backoff, JobContext, PayloadError, scripts
+from worker_runtime import App, Backoff, JobContext, PayloadError, WorkerSettings, scripts
 from worker_runtime.app import encode_payload
 from worker_runtime.cli import build_parser
 from worker_runtime.keys import QueueKeys, validate_queue_name
@@ -103,4 +104,21 @@ def test_cli_parses_worker_and_queue_commands() -> None:
     args = parser.parse_args(["enqueue", "emails", "send", '{"to": "x"}', "--count", "3"])
     assert (args.queue, args.name, args.count) == ("emails", "send", 3)
     args = parser.parse_args(["dead", "emails", "replay"])
-    assert args.action == "replay" and args.job_id is None
+    assert args.action == "replay" and args.job_ids == []
+    args = parser.parse_args(["dead", "emails", "purge", "a", "b", "--yes"])
+    assert args.job_ids == ["a", "b"] and args.yes and not args.all
+
+
+@pytest.mark.parametrize(
+    ("base", "cap"), [(math.nan, 10), (1, math.inf), (-math.inf, 10), (True, 10), ("1", 10), (1, None)]
+)
+def test_backoff_refuses_what_is_not_a_finite_number_at_construction(base: object, cap: object) -> None:
+    with pytest.raises(ValueError, match="finite number"):
+        Backoff(base, cap)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["backoff_base_seconds", "backoff_cap_seconds", "default_timeout_seconds"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_settings_refuse_infinite_and_nan_seconds(field: str, value: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=field):
+        WorkerSettings(**{field: value})

@@ -4,23 +4,31 @@
 | -------------------------------------- | -------------------------------------------------- |
 | every JobQueue in examples/            | parses, defaults filled in                         |
 | each bad spec in BAD_SPECS             | SpecError naming the Kubernetes field path + why   |
-| pause by spec or annotation            | is_paused is True; otherwise False                 |
+|   (strict types, upper bounds, the     |                                                    |
+|   queue name from metadata.name, pod   |                                                    |
+|   templates the operator cannot use)   |                                                    |
+| malformed bodies of any shape          | paused_by and the served set never raise           |
+| the CRD                                | the same bounds, and a CEL rule on metadata.name   |
+| pause by spec or annotation            | paused_by names it, raw or parsed; otherwise None  |
 | worker_env                             | names are real WorkerSettings variables            |
+| defaults handed to the workers         | the runtime's own, in the CRD and on the pod       |
 | set_condition / parse_status           | transition time kept while status unchanged        |
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
-from jobqueue_operator import spec, status
+from jobqueue_operator import crdgen, spec, status
 
-from worker_runtime import settings
+from worker_runtime import keys, settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -67,6 +75,14 @@ def test_defaults_of_a_minimal_spec() -> None:
     assert jq.spec.queue.redis.tls.enabled is False
     assert jq.queue_name == "emails"
     assert jq.termination_grace_period_seconds == 300 + spec.GRACE_MARGIN_SECONDS
+    flow = jq.spec.flow
+    assert (flow.claims_paused, flow.rate_limit, flow.max_running, flow.while_paused) == (
+        None,
+        None,
+        None,
+        "Keep",
+    )
+    assert flow.written() == {}  # nothing set: the operator leaves the queue's flow control alone
 
 
 def test_explicit_queue_name_and_grace_period() -> None:
@@ -89,6 +105,41 @@ def test_worker_env_uses_the_runtime_setting_names() -> None:
     assert env["JOBQUEUE_DEFAULT_ATTEMPTS"] == "5"
     assert env["JOBQUEUE_DEFAULT_TIMEOUT_SECONDS"] == "60"
     assert "JOBQUEUE_REDIS_URL" not in env  # comes from the Secret, never a literal
+
+
+# Spec fields handed to the workers, whose defaults are the runtime's: (path under spec, field).
+RUNTIME_DEFAULTS = [
+    (("workers", "concurrency"), "concurrency"),
+    (("workers", "metricsPort"), "metrics_port"),
+    (("jobs", "attempts"), "default_attempts"),
+    (("jobs", "backoff", "baseSeconds"), "backoff_base_seconds"),
+    (("jobs", "backoff", "capSeconds"), "backoff_cap_seconds"),
+    (("jobs", "timeoutSeconds"), "default_timeout_seconds"),
+    (("jobs", "retention", "completed", "count"), "keep_completed"),
+    (("jobs", "retention", "completed", "ageSeconds"), "keep_completed_seconds"),
+    (("jobs", "retention", "dead", "count"), "keep_dead"),
+    (("jobs", "retention", "dead", "ageSeconds"), "keep_dead_seconds"),
+]
+
+
+@pytest.mark.parametrize(("path", "field"), RUNTIME_DEFAULTS, ids=[f for _, f in RUNTIME_DEFAULTS])
+def test_crd_defaults_are_the_runtimes(path: tuple[str, ...], field: str) -> None:
+    node = crdgen.open_api_schema()["properties"]["spec"]
+    for part in path:
+        node = node["properties"][part]
+    assert node["default"] == settings.WorkerSettings.model_fields[field].default
+
+
+def test_a_jobqueue_that_sets_nothing_runs_pods_with_the_runtime_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [n for n in os.environ if n.startswith("JOBQUEUE_")]:
+        monkeypatch.delenv(name)
+    for name, value in spec.parse_jobqueue(minimal()).worker_env().items():
+        monkeypatch.setenv(name, value)
+    on_the_pod = settings.WorkerSettings()
+    for _, field in RUNTIME_DEFAULTS:
+        assert getattr(on_the_pod, field) == settings.WorkerSettings.model_fields[field].default, field
 
 
 def test_env_name_refuses_unknown_fields() -> None:
@@ -175,6 +226,107 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ),
     ("typo in a field", _set("spec.scaling.maxReplica", 3), "spec.scaling.maxReplica", "Extra inputs"),
     ("wrong kind", _set("kind", "Deployment"), "kind", "JobQueue"),
+    # Strict: what the API server's schema refuses is refused without one too (dev mode).
+    ("string for an integer", _set("spec.scaling.maxReplicas", "5"), "spec.scaling.maxReplicas", "integer"),
+    ("boolean for an integer", _set("spec.scaling.maxReplicas", True), "spec.scaling.maxReplicas", "integer"),
+    ("yes for paused", _set("spec.scaling.paused", "yes"), "spec.scaling.paused", "valid boolean"),
+    ("1 for paused", _set("spec.scaling.paused", 1), "spec.scaling.paused", "valid boolean"),
+    ("scaling as a list", _set("spec.scaling", [{"maxReplicas": 3}]), "spec.scaling", "dictionary"),
+    # Upper bounds.
+    ("absurd maxReplicas", _set("spec.scaling.maxReplicas", 10_001), "spec.scaling.maxReplicas", "less than"),
+    (
+        "absurd pollingInterval",
+        _set("spec.scaling.pollingInterval", 601),
+        "spec.scaling.pollingInterval",
+        "less than or equal to 600",
+    ),
+    (
+        "absurd job timeout",
+        _set("spec.jobs.timeoutSeconds", 86_401),
+        "spec.jobs.timeoutSeconds",
+        "less than or equal to 86400",
+    ),
+    # metadata.name is the queue name when spec.queue.name is absent: the runtime's rule applies.
+    ("long name as queue name", _set("metadata.name", "q" * 201), "spec.queue.name", "metadata.name is"),
+    # Pod templates the operator could not build on.
+    (
+        "no containers",
+        _both([_delete("spec.workers.deploymentRef"), _set("spec.workers.template", {"spec": {}})]),
+        "spec.workers.template.spec.containers",
+        "at least one container",
+    ),
+    (
+        "containers as a string",
+        _both([_delete("spec.workers.deploymentRef"), _set("spec.workers.template.spec.containers", "w")]),
+        "spec.workers.template.spec.containers",
+        "must be a list of objects, not a string",
+    ),
+    (
+        "env as a string",
+        _both(
+            [
+                _delete("spec.workers.deploymentRef"),
+                _set("spec.workers.template.spec.containers", [{"name": "w", "image": "w", "env": "A=1"}]),
+            ]
+        ),
+        "spec.workers.template.spec.containers[0].env",
+        "must be a list of objects",
+    ),
+    (
+        "a container without a name",
+        _both(
+            [
+                _delete("spec.workers.deploymentRef"),
+                _set("spec.workers.template.spec.containers", [{"image": "w"}]),
+            ]
+        ),
+        "spec.workers.template.spec.containers[0].name",
+        "is required",
+    ),
+    (
+        "template as a list",
+        _both([_delete("spec.workers.deploymentRef"), _set("spec.workers.template", ["w"])]),
+        "spec.workers.template",
+        "dictionary",
+    ),
+    (
+        "rate limit of no jobs",
+        _set("spec.flow.rateLimit", {"jobs": 0}),
+        "spec.flow.rateLimit.jobs",
+        "greater",
+    ),
+    (
+        "rate limit window of no time",
+        _set("spec.flow.rateLimit", {"jobs": 5, "seconds": 0}),
+        "spec.flow.rateLimit.seconds",
+        "greater",
+    ),
+    (
+        "group rate limit of no jobs",
+        _set("spec.flow.groupRateLimit", {"jobs": 0}),
+        "spec.flow.groupRateLimit.jobs",
+        "greater",
+    ),
+    (
+        "group rate limit window past a day",
+        _set("spec.flow.groupRateLimit", {"jobs": 5, "seconds": 90_000}),
+        "spec.flow.groupRateLimit.seconds",
+        "less",
+    ),
+    (
+        "group rate limit without jobs",
+        _set("spec.flow.groupRateLimit", {"seconds": 1}),
+        "spec.flow.groupRateLimit.jobs",
+        "required",
+    ),
+    ("negative running cap", _set("spec.flow.maxRunning", -1), "spec.flow.maxRunning", "greater"),
+    ("claimsPaused as a string", _set("spec.flow.claimsPaused", "true"), "spec.flow.claimsPaused", "boolean"),
+    (
+        "unknown whilePaused",
+        _set("spec.flow.whilePaused", "Shrink"),
+        "spec.flow.whilePaused",
+        "'Keep' or 'Zero'",
+    ),
 ]
 
 
@@ -208,28 +360,38 @@ def test_status_in_the_body_is_ignored() -> None:
     assert spec.parse_jobqueue(body).metadata.name == "emails"
 
 
+ANNOTATION, SPEC = spec.PausedBy.ANNOTATION, spec.PausedBy.SPEC
+
+
 @pytest.mark.parametrize(
     ("annotations", "paused", "expected"),
     [
-        ({}, None, False),
-        ({}, True, True),
-        ({"jobqueue.dev/paused": "true"}, None, True),
-        ({"jobqueue.dev/paused": "True"}, False, True),
-        ({"jobqueue.dev/paused": "false"}, None, False),
-        ({"jobqueue.dev/paused": "yes"}, None, False),
+        ({}, None, None),
+        ({}, False, None),
+        ({}, True, SPEC),
+        ({"jobqueue.dev/paused": "true"}, None, ANNOTATION),
+        ({"jobqueue.dev/paused": "True"}, False, ANNOTATION),
+        ({"jobqueue.dev/paused": " TRUE\n"}, None, ANNOTATION),
+        ({"jobqueue.dev/paused": "true"}, True, ANNOTATION),
+        ({"jobqueue.dev/paused": "false"}, True, SPEC),
+        ({"jobqueue.dev/paused": "false"}, None, None),
+        ({"jobqueue.dev/paused": "yes"}, None, None),
     ],
 )
-def test_is_paused(annotations: dict[str, str], paused: bool | None, expected: bool) -> None:
+def test_paused_by(annotations: dict[str, str], paused: bool | None, expected: spec.PausedBy | None) -> None:
     body = minimal()
     body["metadata"]["annotations"] = annotations
     if paused is not None:
         body["spec"]["scaling"]["paused"] = paused
-    assert spec.is_paused(body) is expected
+    assert spec.paused_by(body) is expected
+    assert spec.paused_by(spec.parse_jobqueue(body)) is expected
 
 
-def test_is_paused_reads_an_invalid_spec() -> None:
-    body = {"metadata": {"annotations": {"jobqueue.dev/paused": "true"}}, "spec": {"scaling": "nonsense"}}
-    assert spec.is_paused(body) is True
+@pytest.mark.parametrize("scaling", ["nonsense", None, {"paused": "true"}])
+def test_paused_by_reads_an_invalid_spec(scaling: Any) -> None:
+    annotated = {"metadata": {"annotations": {"jobqueue.dev/paused": "true"}}, "spec": {"scaling": scaling}}
+    assert spec.paused_by(annotated) is ANNOTATION
+    assert spec.paused_by({"spec": {"scaling": scaling}}) is None
 
 
 def test_parse_leaves_the_body_untouched() -> None:
@@ -258,3 +420,73 @@ def test_parse_status_reads_garbage_as_empty() -> None:
     assert read.waiting == 3
     assert read.condition(status.ConditionType.PAUSED) is not None
     assert read.condition(status.ConditionType.READY) is None
+
+
+MALFORMED: list[Any] = [
+    {"spec": []},
+    {"spec": {"scaling": []}},
+    {"spec": {"scaling": {"paused": "yes"}}},
+    {"metadata": {"annotations": []}, "spec": "x"},
+    {
+        "metadata": {"name": "q", "namespace": "ns"},
+        "spec": {"workers": {"template": {"spec": {"containers": "w"}}}},
+    },
+    {"metadata": {"name": "q"}, "spec": {"queue": None, "workers": 3, "scaling": [1, 2]}},
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED)
+def test_malformed_bodies_are_reported_never_raised(body: Any) -> None:
+    assert spec.paused_by(body) is None
+    with pytest.raises(spec.SpecError):
+        spec.parse_jobqueue(body)
+
+
+def test_the_crd_has_the_bounds_and_the_queue_name_rule() -> None:
+    schema = crdgen.open_api_schema()
+    scaling = schema["properties"]["spec"]["properties"]["scaling"]["properties"]
+    assert scaling["maxReplicas"]["maximum"] == 10_000
+    assert scaling["pollingInterval"]["maximum"] == 600
+    jobs = schema["properties"]["spec"]["properties"]["jobs"]["properties"]
+    assert jobs["timeoutSeconds"]["maximum"] == 86_400
+    (rule,) = schema["x-kubernetes-validations"]
+    assert rule["rule"] == "has(self.spec.queue.name) || size(self.metadata.name) <= 200"
+
+
+QUEUE_NAMES = [
+    "a",
+    "emails",
+    "team.a/emails-v2_x",
+    "q" * 200,
+    "q" * 201,
+    "q" * 253,
+    "",
+    "a:b",
+    "a{b",
+    "a}b",
+    "a b",
+    "a\tb",
+    "a\nb",
+    "a\rb",
+    "ümlaut-é",
+]
+
+
+@pytest.mark.parametrize("name", QUEUE_NAMES, ids=[repr(n)[:24] for n in QUEUE_NAMES])
+def test_the_crd_queue_name_rule_is_the_runtimes(name: str) -> None:
+    """What the API server accepts as spec.queue.name, the operator parses and the runtime uses."""
+    schema = crdgen.open_api_schema()["properties"]["spec"]["properties"]["queue"]["properties"]["name"]
+    by_schema = jsonschema.Draft7Validator(schema).is_valid(name)
+    try:
+        keys.validate_queue_name(name)
+        by_runtime = True
+    except ValueError:
+        by_runtime = False
+    body = minimal()
+    body["spec"]["queue"]["name"] = name
+    try:
+        spec.parse_jobqueue(body)
+        by_operator = True
+    except spec.SpecError:
+        by_operator = False
+    assert by_schema == by_runtime == by_operator, (by_schema, by_runtime, by_operator)

@@ -3,7 +3,9 @@
 ``operator_env`` gives a test everything it needs: ``env.kube`` (the user's REST client),
 ``env.start()`` (start, or restart, the operator), ``env.jobqueue(name, **overrides)`` (a JobQueue
 body with small windows: pollingInterval 1, stabilization 1 s, cooldown 1 s), ``env.enqueue(n)``,
-``env.drain()``, and readers of Deployments, status and Events.
+``env.drain()``, and readers of Deployments, status and Events. Each JobQueue serves its own Redis
+queue (``env.queue(name)``: the test's fresh queue name for ``q1``, with ``-<name>`` for the
+others), since two JobQueues on one queue are a conflict.
 """
 
 from __future__ import annotations
@@ -69,27 +71,31 @@ class OperatorEnv:
         memo = kopf.Memo(server=str(self.emulator.url).rstrip("/"))
         return await self.start_operator(register=handlers.register, memo=memo)
 
+    def queue(self, name: str = "q1") -> str:
+        """The Redis queue of the JobQueue ``name``."""
+        return self.queue_name if name == "q1" else f"{self.queue_name}-{name}"
+
     def jobqueue(self, name: str = "q1", spec: Body | None = None, **meta: Any) -> Body:
         return {
             "apiVersion": "jobqueue.dev/v1alpha1",
             "kind": "JobQueue",
             "metadata": {"name": name, **meta},
-            "spec": merge(jobqueue_spec(self.queue_name), spec or {}),
+            "spec": merge(jobqueue_spec(self.queue(name)), spec or {}),
         }
 
     async def create(self, name: str = "q1", spec: Body | None = None, **meta: Any) -> Body:
         return await self.kube.create(JOBQUEUES, self.jobqueue(name, spec, **meta))
 
-    async def enqueue(self, count: int) -> None:
-        queue = Queue(self.queue_name, self.redis)
+    async def enqueue(self, count: int, name: str = "q1") -> None:
+        queue = Queue(self.queue(name), self.redis)
         try:
             for index in range(count):
                 await queue.enqueue("work", {"n": index})
         finally:
             await queue.aclose()
 
-    async def drain(self) -> None:
-        keys = QueueKeys.for_queue(self.queue_name)
+    async def drain(self, name: str = "q1") -> None:
+        keys = QueueKeys.for_queue(self.queue(name))
         await self.redis.delete(keys.waiting, keys.ready_since)
 
     def deployment(self, name: str = "q1-worker") -> Body | None:

@@ -12,10 +12,10 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 
 import redis as sync_redis
 
+from tests.support import operator_cli
 from tests.support.emulator_thread import EmulatorThread
 from tests.support.kube_client import DEPLOYMENTS, JOBQUEUES, SyncKube
 from tests.support.kube_fixtures import PRODUCT_CRD_PATH, REPO_ROOT, Kubectl
@@ -26,18 +26,7 @@ EXAMPLE = REPO_ROOT / "examples" / "jobqueue.yaml"
 
 
 def start_operator(kubeconfig: pathlib.Path) -> subprocess.Popen[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "worker_runtime",
-        "operator",
-        "run",
-        "--namespace",
-        "default",
-        "--standalone",
-        "--metrics-port",
-        "0",
-    ]
+    cmd = operator_cli.command("--standalone", "--metrics-port", "0")
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
     return subprocess.Popen(
         cmd, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -82,6 +71,7 @@ def test_entry_point_and_kubectl(
         )
         table = kubectl("get", "jq").stdout.splitlines()
         assert "emails" in table[1] and "60" in table[1].split(), table
+        assert {"READY", "REPLICAS", "DESIRED"} <= set(table[0].split()), table
         client.close()
         kubectl("delete", "jq", "emails", "--wait=true", "--timeout=20s")
         assert kube_sync.get(JOBQUEUES, "emails") is None

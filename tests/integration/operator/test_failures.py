@@ -1,6 +1,7 @@
 """What goes wrong, and what the operator makes of it.
 
-Case matrix: invalid spec -> SpecValid=False + Warning, no Deployment, replicas untouched; missing
+Case matrix: invalid spec -> SpecValid=False + Warning, no Deployment, replicas untouched, and
+``jobqueue_spec_valid`` 0 until it is fixed; missing
 Secret / missing key -> Degraded + Warning; unreachable Redis -> Degraded ProbeFailed, then the
 fallback replicas; deploymentRef to a missing Deployment -> Degraded DeploymentNotFound, then it
 scales the Deployment once it exists; an HPA on the Deployment -> Degraded ConflictingHPA and no
@@ -14,6 +15,10 @@ import json
 import time
 
 import kmock
+import kopf
+from jobqueue_operator import handlers
+from jobqueue_operator.metrics import OperatorMetrics
+from prometheus_client import CollectorRegistry
 
 from tests.integration.operator.conftest import OperatorEnv
 from tests.support.kube_client import DEPLOYMENTS, JOBQUEUES, SECRETS, deployment_body, secret_body
@@ -26,16 +31,27 @@ HPAS = kmock.resource("autoscaling", "v2", "horizontalpodautoscalers")
 
 async def test_invalid_spec_is_reported_and_nothing_is_scaled(operator_env: OperatorEnv) -> None:
     env = operator_env
-    await env.start()
+    metrics = OperatorMetrics(CollectorRegistry())
+    memo = kopf.Memo(server=str(env.emulator.url).rstrip("/"), metrics=metrics)
+    await env.start_operator(register=handlers.register, memo=memo)
     await env.create("q1", {"scaling": {"minReplicas": 4, "maxReplicas": 2}})
     cond = await wait_for(lambda: env.condition("SpecValid"), message="SpecValid")
     assert cond["status"] == "False" and cond["reason"] == "InvalidSpec"
     assert "spec.scaling.minReplicas" in cond["message"]
     await wait_for(lambda: env.events("InvalidSpec", "Warning"), message="a Warning Event")
     assert env.deployment() is None
+
+    def spec_valid() -> float | None:
+        return metrics.registry.get_sample_value(
+            "jobqueue_spec_valid", {"namespace": "default", "jobqueue": "q1"}
+        )
+
+    await wait_for(lambda: spec_valid() == 0, message="a series that says it is invalid, for alerts")
     await env.kube.patch(JOBQUEUES, "q1", {"spec": {"scaling": {"minReplicas": 1}}})
     await wait_for(lambda: env.replicas() == 1, message="fixed spec -> Deployment at minReplicas")
     await wait_for(lambda: env.condition("SpecValid").get("status") == "True", message="SpecValid again")
+    # The series follows the status write once the PATCH has returned to the operator.
+    await wait_for(lambda: spec_valid() == 1, message="the series says valid again")
 
 
 async def test_missing_secret_and_key_are_reported(operator_env: OperatorEnv) -> None:

@@ -7,7 +7,8 @@ Chart name, truncated to 63 characters (the DNS label limit of object names).
 
 {{/*
 Full name of the release's objects: `<release>-<chart>`, or the release name when it already
-contains the chart name.
+contains the chart name, truncated to 63 characters as `helm create`'s helper does. Release names
+may contain dots, which a DNS label (a Service's name, a pod's hostname) may not: they become dashes.
 */}}
 {{- define "jobqueue-operator.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -15,10 +16,35 @@ contains the chart name.
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- .Release.Name | replace "." "-" | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .Release.Name $name | replace "." "-" | trunc 63 | trimSuffix "-" }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+`<fullname>-<suffix>` within 63 characters: the full name is cut to make room for the suffix (the
+release name itself, at most 53 characters, survives any suffix of up to 9).
+Usage: include "jobqueue-operator.suffixedName" (list . "metrics")
+*/}}
+{{- define "jobqueue-operator.suffixedName" -}}
+{{- $context := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $room := int (sub 62 (len $suffix)) }}
+{{- printf "%s-%s" (include "jobqueue-operator.fullname" $context | trunc $room | trimSuffix "-") $suffix }}
+{{- end }}
+
+{{/*
+Name of the metrics Service. Service names are DNS-1035 labels, which must start with a letter; a
+full name that starts with a digit (release `2024-payments`) puts the suffix first instead.
+*/}}
+{{- define "jobqueue-operator.metricsServiceName" -}}
+{{- $name := include "jobqueue-operator.suffixedName" (list . "metrics") }}
+{{- if regexMatch "^[a-z]" $name }}
+{{- $name }}
+{{- else }}
+{{- printf "metrics-%s" (include "jobqueue-operator.fullname" . | trunc 55 | trimSuffix "-") }}
 {{- end }}
 {{- end }}
 
@@ -60,13 +86,18 @@ Name of the operator's ServiceAccount.
 {{- end }}
 
 {{/*
-Operator image reference: the digest when given, else the tag, else the chart's appVersion.
+Operator image reference: `[<registry>/]<repository>`, then `@<digest>` when given, else `:<tag>`
+(default: the chart's appVersion). `make images REGISTRY=...` pushes exactly this reference.
 */}}
 {{- define "jobqueue-operator.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repository = printf "%s/%s" . $repository }}
+{{- end }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
 
@@ -89,21 +120,40 @@ The namespaces served when not cluster-wide, as a JSON list: `watchNamespaces`, 
 {{- end }}
 
 {{/*
-Operator replicas: `ha.replicas` with peering, else `replicaCount`.
+Operator replicas: `ha.replicas` with leader election, else `replicaCount`.
 */}}
 {{- define "jobqueue-operator.replicas" -}}
 {{- if .Values.ha.enabled }}{{ .Values.ha.replicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
 {{- end }}
 
 {{/*
-Flags of `jobqueue operator run`. Peering needs a distinct priority per pod (equal priorities pause
-every operator), which the container derives from its pod IP at start.
+Refuse lease timings the operator would refuse at start (a crash loop after a successful install):
+client-go's rule, lease duration > renew deadline > retry period. JSON schema cannot compare two
+values, so the check is here.
+*/}}
+{{- define "jobqueue-operator.checkLeaseTimings" -}}
+{{- with .Values.ha }}
+{{- if and .enabled (not (and (gt (int .leaseDurationSeconds) (int .renewDeadlineSeconds)) (gt (int .renewDeadlineSeconds) (int .retryPeriodSeconds)))) }}
+{{- fail (printf "ha: need leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds (got %v > %v > %v)" .leaseDurationSeconds .renewDeadlineSeconds .retryPeriodSeconds) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Flags of `jobqueue operator run`. With HA, leader election through a Lease named after the release
+in the release namespace (the pod's name and namespace come from the downward API).
 */}}
 {{- define "jobqueue-operator.args" -}}
+{{- include "jobqueue-operator.checkLeaseTimings" . }}
 - --metrics-port={{ .Values.metrics.port }}
 - --liveness=http://0.0.0.0:{{ .Values.health.port }}/healthz
 {{- if .Values.ha.enabled }}
-- --peering={{ .Values.ha.peeringName }}
+- --leader-elect
+- --leader-elect-lease-name={{ include "jobqueue-operator.fullname" . }}
+- --leader-elect-namespace={{ .Release.Namespace }}
+- --leader-elect-lease-duration={{ .Values.ha.leaseDurationSeconds }}
+- --leader-elect-renew-deadline={{ .Values.ha.renewDeadlineSeconds }}
+- --leader-elect-retry-period={{ .Values.ha.retryPeriodSeconds }}
 {{- else }}
 - --standalone
 {{- end }}

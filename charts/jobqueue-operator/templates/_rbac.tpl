@@ -8,7 +8,7 @@ Rules on namespaced resources: in the ClusterRole when `rbac.clusterWide`, else 
 namespace.
 */}}
 {{- define "jobqueue-operator.namespacedRules" -}}
-# JobQueue objects: kopf lists and watches them and patches finalizers and annotations.
+# JobQueue objects: kopf lists and watches them; the operator removes a finalizer old versions added.
 - {apiGroups: ["jobqueue.dev"], resources: ["jobqueues"], verbs: ["list", "watch", "patch"]}
 # JobQueue status: depth, replicas, conditions.
 - {apiGroups: ["jobqueue.dev"], resources: ["jobqueues/status"], verbs: ["patch"]}
@@ -25,10 +25,14 @@ namespace.
 - {apiGroups: [""], resources: ["secrets"], verbs: ["get"]}
 # An HPA on the same Deployment is reported as a conflict, never changed.
 - {apiGroups: ["autoscaling"], resources: ["horizontalpodautoscalers"], verbs: ["list"]}
-{{- if and .Values.ha.enabled (not (include "jobqueue-operator.allNamespaces" .)) }}
-# Peering between the operator pods (namespaced operators use KopfPeering).
-- {apiGroups: ["kopf.dev"], resources: ["kopfpeerings"], verbs: ["get", "list", "watch", "patch"]}
 {{- end }}
+
+{{/*
+Rules of leader election (with HA): the Lease, in the release namespace only.
+*/}}
+{{- define "jobqueue-operator.leaseRules" -}}
+# The Lease the operator pods elect their leader with (read, created once, renewed by patches).
+- {apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "patch"]}
 {{- end }}
 
 {{/*
@@ -39,8 +43,4 @@ Rules on cluster-scoped resources kopf needs in every mode.
 - {apiGroups: [""], resources: ["namespaces"], verbs: ["list", "watch"]}
 # kopf scans CRDs to notice when the JobQueue resource appears or changes.
 - {apiGroups: ["apiextensions.k8s.io"], resources: ["customresourcedefinitions"], verbs: ["list", "watch"]}
-{{- if and .Values.ha.enabled (include "jobqueue-operator.allNamespaces" .) }}
-# Peering between the operator pods (cluster-wide operators use ClusterKopfPeering).
-- {apiGroups: ["kopf.dev"], resources: ["clusterkopfpeerings"], verbs: ["get", "list", "watch", "patch"]}
-{{- end }}
 {{- end }}

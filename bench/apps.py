@@ -16,6 +16,12 @@ async def noop(ctx: JobContext, payload: Any) -> None:
 
 
 @app.job()
+def noop_sync(ctx: JobContext, payload: Any) -> None:
+    """A plain ``def`` handler: what a job costs that runs in the worker's child processes."""
+    return None
+
+
+@app.job()
 async def stamp(ctx: JobContext, payload: Any) -> float:
     """Return the wall-clock time the handler started, to measure pickup latency."""
     return time.time()

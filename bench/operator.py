@@ -85,7 +85,7 @@ async def one_pass(
     prober: Prober, url: str, queues: list[spec.JobQueue], states: list[policy.PolicyState]
 ) -> float:
     started = time.perf_counter()
-    observations = await prober.probe_many(url, [jq.queue_name for jq in queues])
+    observations = (await prober.probe_many(url, [jq.queue_name for jq in queues])).observations
     now = time.time()
     for index, jq in enumerate(queues):
         obs = observations[jq.queue_name]

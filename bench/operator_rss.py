@@ -29,7 +29,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -222,18 +221,9 @@ def operator_process(
 
     ``shutdown`` receives how long SIGTERM took and the exit code.
     """
-    cmd = [
-        sys.executable,
-        "-m",
-        "worker_runtime",
-        "operator",
-        "run",
-        "--namespace",
-        NAMESPACE,
-        "--standalone",
-        "--metrics-port",
-        str(metrics_port),
-    ]
+    from tests.support import operator_cli
+
+    cmd = operator_cli.command("--standalone", "--metrics-port", str(metrics_port), namespace=NAMESPACE)
     env = dict(os.environ, KUBECONFIG=str(kubeconfig))
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

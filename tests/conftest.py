@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import settings
 
 from worker_runtime.embedded_redis import RedisServer
 
 pytest_plugins = ["tests.support.kube_fixtures"]
+
+# Property tests draw the same examples on every run ("ci"), so a red run is the change's, not the
+# draw's; HYPOTHESIS_PROFILE=explore draws new ones (and keeps the failures found in .hypothesis/).
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -97,6 +97,10 @@ class ScriptCall(Generic[R]):
     def evalsha_args(self) -> tuple[Any, ...]:
         return (load(self.script).sha, len(self.keys), *self.keys, *self.args)
 
+    def eval_args(self) -> tuple[Any, ...]:
+        """The same call by source (``EVAL``): for a node that answered NOSCRIPT."""
+        return (load(self.script).source, len(self.keys), *self.keys, *self.args)
+
     def settle(self, reply: Any) -> R | Exception:
         """The parsed reply, or the error in its place (a server error, or a reply that does not
         parse), so one bad reply in a pipeline fails only its own caller."""
@@ -111,9 +115,12 @@ class ScriptCall(Generic[R]):
 # Every function below takes a client of any topology (``connection.connect``/``connect_sync``). A
 # script call names only keys of one queue, so one slot: a Cluster client sends it to the node that
 # owns the slot, and a pipeline of calls of many queues goes out as one pipeline per node, in parallel.
-# Scripts are loaded on every primary; a node that lost them (a restart, a replica promoted by a
-# failover) answers NOSCRIPT, and they are loaded again. Calls go out as ``EVALSHA`` commands
-# (redis-py's cluster pipelines refuse their ``evalsha`` method, not the command).
+# Scripts are loaded on every primary when a client starts. A node that lost them (a restart, a
+# replica promoted by a failover) answers NOSCRIPT, and that call is sent again by source (``EVAL``):
+# routed by its key like the first, it runs wherever the slot now lives and leaves the script cached
+# there. Loading "on every primary" instead would miss a promoted replica that the client still
+# counts among the replicas, which it does until it reads the layout again. Calls go out as
+# ``EVALSHA`` commands (redis-py's cluster pipelines refuse their ``evalsha`` method, not the command).
 
 
 def _load_commands(client: Any) -> Any:
@@ -133,17 +140,12 @@ async def ensure_loaded(client: AsyncClient) -> None:
     await _load_commands(client).execute()
 
 
-def ensure_loaded_sync(client: SyncClient) -> None:
-    _load_commands(client).execute()
-
-
 async def run(client: AsyncClient, call: ScriptCall[R]) -> R:
-    """Run one script; a server that lost its script cache (restart, SCRIPT FLUSH) gets it again."""
+    """Run one script; on a server that lost its script cache (restart, failover, SCRIPT FLUSH) by source."""
     try:
         reply = await client.execute_command("EVALSHA", *call.evalsha_args())
     except NoScriptError:
-        await ensure_loaded(client)
-        reply = await client.execute_command("EVALSHA", *call.evalsha_args())
+        reply = await client.execute_command("EVAL", *call.eval_args())
     return call.parse(reply)
 
 
@@ -156,7 +158,7 @@ async def run_after_pop(client: AsyncClient, key: str, block_seconds: float, cal
     pipe.execute_command("EVALSHA", *call.evalsha_args())
     _, reply = await pipe.execute(raise_on_error=False)
     if isinstance(reply, NoScriptError):
-        return await run(client, call)
+        reply = await client.execute_command("EVAL", *call.eval_args())
     if isinstance(reply, Exception):
         raise reply
     return call.parse(reply)
@@ -166,8 +168,7 @@ def run_sync(client: SyncClient, call: ScriptCall[R]) -> R:
     try:
         reply = client.execute_command("EVALSHA", *call.evalsha_args())  # type: ignore[no-untyped-call]
     except NoScriptError:
-        ensure_loaded_sync(client)
-        reply = client.execute_command("EVALSHA", *call.evalsha_args())  # type: ignore[no-untyped-call]
+        reply = client.execute_command("EVAL", *call.eval_args())  # type: ignore[no-untyped-call]
     return call.parse(reply)
 
 
@@ -178,44 +179,53 @@ async def run_many(client: AsyncClient, calls: Sequence[ScriptCall[R]]) -> list[
 
 async def run_settled(client: AsyncClient, calls: Sequence[ScriptCall[R]]) -> list[R | Exception]:
     """``run_many``, with each error returned in its call's place instead of raised."""
-    replies = await _pipeline(client, calls)
-    retry = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    replies = list(await _script_pipeline(client, calls).execute(raise_on_error=False))
+    retry = _noscript(replies)
     if retry:
-        await ensure_loaded(client)
-        for i, value in zip(retry, await _pipeline(client, [calls[i] for i in retry]), strict=True):
-            replies[i] = value
+        again = await _script_pipeline(client, [calls[i] for i in retry], by_source=True).execute(
+            raise_on_error=False
+        )
+        _fill(replies, retry, again)
     return [call.settle(reply) for call, reply in zip(calls, replies, strict=True)]
 
 
-def _evalsha_pipeline(client: Any, calls: Sequence[ScriptCall[Any]]) -> Any:
+def _script_pipeline(client: Any, calls: Sequence[ScriptCall[Any]], by_source: bool = False) -> Any:
     pipe = client.pipeline(transaction=False)
     for call in calls:
-        pipe.execute_command("EVALSHA", *call.evalsha_args())
+        if by_source:
+            pipe.execute_command("EVAL", *call.eval_args())
+        else:
+            pipe.execute_command("EVALSHA", *call.evalsha_args())
     return pipe
 
 
-async def _pipeline(client: AsyncClient, calls: Sequence[ScriptCall[Any]]) -> list[Any]:
-    return list(await _evalsha_pipeline(client, calls).execute(raise_on_error=False))
+def _noscript(replies: Sequence[Any]) -> list[int]:
+    """Where in ``replies`` a node answered NOSCRIPT: the calls to send again by source."""
+    return [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+
+
+def _fill(replies: list[Any], positions: Sequence[int], again: Sequence[Any]) -> None:
+    for i, value in zip(positions, again, strict=True):
+        replies[i] = value
 
 
 def run_many_sync(client: SyncClient, calls: Sequence[ScriptCall[R]]) -> list[R]:
-    def pipeline(batch: Sequence[ScriptCall[R]]) -> list[Any]:
-        return list(_evalsha_pipeline(client, batch).execute(raise_on_error=False))
-
-    replies = pipeline(calls)
-    retry = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    replies = list(_script_pipeline(client, calls).execute(raise_on_error=False))
+    retry = _noscript(replies)
     if retry:
-        ensure_loaded_sync(client)
-        for i, value in zip(retry, pipeline([calls[i] for i in retry]), strict=True):
-            replies[i] = value
+        _fill(
+            replies,
+            retry,
+            _script_pipeline(client, [calls[i] for i in retry], by_source=True).execute(raise_on_error=False),
+        )
     return _raise_first([call.settle(reply) for call, reply in zip(calls, replies, strict=True)])
 
 
 def _replicated_pipeline(
-    client: Any, calls: Sequence[ScriptCall[Any]], replicas: int, timeout_ms: int
+    client: Any, calls: Sequence[ScriptCall[Any]], replicas: int, timeout_ms: int, by_source: bool = False
 ) -> Any:
     """The calls, then ``WAIT`` on the same connection (on a Cluster: the node of the calls' slot)."""
-    pipe = _evalsha_pipeline(client, calls)
+    pipe = _script_pipeline(client, calls, by_source)
     where = (
         {"target_nodes": client.get_node_from_key(calls[0].keys[0])} if topologies.is_cluster(client) else {}
     )
@@ -223,13 +233,18 @@ def _replicated_pipeline(
     return pipe
 
 
-def _confirmed(replies: list[Any], calls: Sequence[ScriptCall[R]], replicas: int, timeout_ms: int) -> list[R]:
-    acked = replies.pop()
-    if isinstance(acked, Exception):
-        raise acked
-    if int(acked) < replicas:
+def _confirmed(
+    replies: list[Any], waits: list[Any], calls: Sequence[ScriptCall[R]], replicas: int, timeout_ms: int
+) -> list[R]:
+    """The parsed replies, once every ``WAIT`` (each confirms the writes sent before it on its
+    connection: the first round's, and the calls sent again by source) counts ``replicas``."""
+    for acked in waits:
+        if isinstance(acked, Exception):
+            raise acked
+    fewest = min(int(acked) for acked in waits)
+    if fewest < replicas:
         raise NotReplicated(
-            f"written, but confirmed by {acked} of {replicas} replica(s) within {timeout_ms} ms"
+            f"written, but confirmed by {fewest} of {replicas} replica(s) within {timeout_ms} ms"
         )
     return _raise_first([call.settle(reply) for call, reply in zip(calls, replies, strict=True)])
 
@@ -242,24 +257,34 @@ async def run_replicated(
     replies = list(
         await _replicated_pipeline(client, calls, replicas, timeout_ms).execute(raise_on_error=False)
     )
-    if any(isinstance(r, NoScriptError) for r in replies):
-        await ensure_loaded(client)  # all again: WAIT must follow the writes it confirms
-        replies = list(
-            await _replicated_pipeline(client, calls, replicas, timeout_ms).execute(raise_on_error=False)
+    waits = [replies.pop()]
+    retry = _noscript(replies)
+    if retry:  # only those: the others have run, and running them twice would write twice
+        again = list(
+            await _replicated_pipeline(
+                client, [calls[i] for i in retry], replicas, timeout_ms, by_source=True
+            ).execute(raise_on_error=False)
         )
-    return _confirmed(replies, calls, replicas, timeout_ms)
+        waits.append(again.pop())
+        _fill(replies, retry, again)
+    return _confirmed(replies, waits, calls, replicas, timeout_ms)
 
 
 def run_replicated_sync(
     client: SyncClient, calls: Sequence[ScriptCall[R]], replicas: int, timeout_ms: int
 ) -> list[R]:
     replies = list(_replicated_pipeline(client, calls, replicas, timeout_ms).execute(raise_on_error=False))
-    if any(isinstance(r, NoScriptError) for r in replies):
-        ensure_loaded_sync(client)
-        replies = list(
-            _replicated_pipeline(client, calls, replicas, timeout_ms).execute(raise_on_error=False)
+    waits = [replies.pop()]
+    retry = _noscript(replies)
+    if retry:
+        again = list(
+            _replicated_pipeline(
+                client, [calls[i] for i in retry], replicas, timeout_ms, by_source=True
+            ).execute(raise_on_error=False)
         )
-    return _confirmed(replies, calls, replicas, timeout_ms)
+        waits.append(again.pop())
+        _fill(replies, retry, again)
+    return _confirmed(replies, waits, calls, replicas, timeout_ms)
 
 
 def _raise_first(results: list[R | Exception]) -> list[R]:

@@ -7,7 +7,8 @@
 | every script and every key it names on the queue's slot | no CROSSSLOT (the scripts ran on every node) |
 | a plain ``redis://`` URL to a cluster node | ``ConfigurationError`` naming redis+cluster:// |
 | ``redis+cluster://`` to a server not in cluster mode | ``ConfigurationError`` naming redis:// |
-| the scripts flushed on every node | loaded again on NOSCRIPT; enqueue, claim go on |
+| the scripts flushed on every node | run by source on NOSCRIPT; enqueue, claim go on |
+| NOSCRIPT from a node not yet known as a primary (each runner) | run there by source |
 | a manual failover of the primary of a queue's slot | MOVED followed: producer and worker go on |
 | the same with the blocking producer (``SyncQueue``) | MOVED followed: every enqueue lands |
 """
@@ -20,11 +21,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio.cluster as async_cluster
+from redis.cluster import REPLICA
 
 from tests.integration.topologies import scenario
 from tests.support import topologies
 from tests.support.wait import wait_for
-from worker_runtime import ConfigurationError, Queue, Worker, connect, connect_sync, probe_queues
+from worker_runtime import ConfigurationError, Queue, Worker, connect, connect_sync, probe_queues, scripts
+from worker_runtime.commands import QueueCommands
 from worker_runtime.connection import SyncClient
 from worker_runtime.embedded_redis import RedisServer
 from worker_runtime.keys import QueueKeys
@@ -126,6 +129,41 @@ async def test_scripts_lost_by_every_node_are_loaded_again(
     names = _names(6)
     await client.script_flush()  # on every primary
     await scenario.exercise(client, sync_client, names)
+
+
+RUNNERS = ["run", "run_settled", "run_replicated", "run_sync", "run_many_sync", "run_replicated_sync"]
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+async def test_noscript_from_a_node_not_yet_known_as_a_primary_runs_the_script_there(
+    client: async_cluster.RedisCluster, sync_client: SyncClient, runner: str
+) -> None:
+    """Between a failover and the client's next read of the layout, the promoted replica (it has no
+    scripts) answers for the slot while the client still counts it among the replicas: loading the
+    scripts "on every primary" misses it, so the script must run there by its source."""
+    (name,) = _names(1)
+    key = QueueKeys.for_queue(name).waiting
+    sync_node = sync_client.get_node_from_key(key)
+    assert sync_node is not None
+    sync_node.redis_connection.script_flush()
+    viewed = sync_node if runner.endswith("_sync") else client.get_node_from_key(key)
+    assert viewed is not None
+    viewed.server_type = REPLICA  # the view a failover leaves until the layout is read again
+    calls = [QueueCommands(name).probe() for _ in range(2)]
+    if runner == "run":
+        observed = [await scripts.run(client, calls[0])]
+    elif runner == "run_settled":
+        observed = await scripts.run_settled(client, calls)
+    elif runner == "run_replicated":
+        observed = await scripts.run_replicated(client, calls, replicas=1, timeout_ms=5000)
+    elif runner == "run_sync":
+        observed = [scripts.run_sync(sync_client, calls[0])]
+    elif runner == "run_many_sync":
+        observed = scripts.run_many_sync(sync_client, calls)
+    else:
+        observed = scripts.run_replicated_sync(sync_client, calls, replicas=1, timeout_ms=5000)
+    assert [o.waiting for o in observed] == [0] * len(observed)
+    assert sync_node.redis_connection.script_exists(scripts.load(scripts.Script.PROBE).sha) == [True]
 
 
 async def test_a_failover_of_a_queues_primary_is_followed(

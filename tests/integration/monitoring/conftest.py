@@ -142,6 +142,7 @@ class WorkerPods:
     _thread: threading.Thread | None = None
     _reported: tuple[int, int] | None = None
     errors: list[BaseException] = field(default_factory=list)
+    prometheus: prom.PrometheusServer | None = None
 
     def start(self) -> WorkerPods:
         self.write_targets()
@@ -167,7 +168,9 @@ class WorkerPods:
             self.pods.append(self._spawn())
             changed = True
         while len(self.pods) > wanted:
-            processes.stop_process(self.pods.pop().process, timeout=20)
+            pod = self.pods.pop()
+            self.wait_last_scrape(pod)
+            processes.stop_process(pod.process, timeout=20)
             changed = True
         self.most = max(self.most, len(self.pods))
         if changed:
@@ -201,6 +204,23 @@ class WorkerPods:
         process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         return WorkerPod(name, port, process)
+
+    def wait_last_scrape(self, pod: WorkerPod) -> None:
+        """Until Prometheus holds the job counts the pod serves now: what a pod counts after its
+        last scrape is lost when it exits (in a cluster too), and the run's last jobs (the flaky
+        ones' retries) end just before the scale-down, so without this the tests would count them
+        only when a scrape happened to fall in between."""
+        prometheus = self.prometheus
+        if prometheus is None or pod.process.poll() is not None:
+            return
+        served = _served_job_counts(pod)
+        query = f'sum(jobqueue_jobs_total{{pod="{pod.name}"}})'
+        wait_for_sync(
+            lambda: any(float(s["value"][1]) == served for s in prometheus.query(query)),
+            timeout=15,
+            interval=0.2,
+            message=f"{pod.name}'s last counts ({served:g} jobs) scraped",
+        )
 
     def write_targets(self) -> None:
         groups = [
@@ -301,6 +321,7 @@ def monitored_run(
         prometheus = stack.enter_context(
             prom.PrometheusServer(prometheus_config(sd_file, operator_port), rules)
         )
+        pods.prometheus = prometheus
         started = time.time()
         command = operator_cli.command(
             "--standalone", "--metrics-port", str(operator_port), namespace=NAMESPACE
@@ -335,6 +356,15 @@ def monitored_run(
         _wait_for_the_run(run, redis_server.url)
         run.ended = time.time()
         yield run
+
+
+def _served_job_counts(pod: WorkerPod) -> float:
+    """The sum of ``jobqueue_jobs_total`` over the series the pod's ``/metrics`` serves now."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{pod.port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("jobqueue_jobs_total{")
+    )
 
 
 def _every_pod_scraped(run: MonitoredRun) -> bool:

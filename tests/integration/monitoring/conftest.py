@@ -169,8 +169,10 @@ class WorkerPods:
             changed = True
         while len(self.pods) > wanted:
             pod = self.pods.pop()
-            self.wait_last_scrape(pod)
-            processes.stop_process(pod.process, timeout=20)
+            try:
+                self.wait_last_scrape(pod)
+            finally:  # stopped even when its counts never showed (the test then reports why)
+                processes.stop_process(pod.process, timeout=20)
             changed = True
         self.most = max(self.most, len(self.pods))
         if changed:
@@ -206,17 +208,20 @@ class WorkerPods:
         return WorkerPod(name, port, process)
 
     def wait_last_scrape(self, pod: WorkerPod) -> None:
-        """Until Prometheus holds the job counts the pod serves now: what a pod counts after its
-        last scrape is lost when it exits (in a cluster too), and the run's last jobs (the flaky
-        ones' retries) end just before the scale-down, so without this the tests would count them
-        only when a scrape happened to fall in between."""
+        """Until Prometheus holds at least the job counts the pod serves now. What a pod counts
+        after its last scrape is lost when it exits (in a cluster too), and the run's last jobs (the
+        flaky ones' retries) end just before the scale-down: without this the tests would count them
+        only when a scrape happened to fall in between. At least: a job the pod is finishing counts
+        after this read. A pod that counted nothing, or serves no metrics, has nothing to lose."""
         prometheus = self.prometheus
         if prometheus is None or pod.process.poll() is not None:
             return
         served = _served_job_counts(pod)
+        if served == 0:
+            return
         query = f'sum(jobqueue_jobs_total{{pod="{pod.name}"}})'
         wait_for_sync(
-            lambda: any(float(s["value"][1]) == served for s in prometheus.query(query)),
+            lambda: any(float(s["value"][1]) >= served for s in prometheus.query(query)),
             timeout=15,
             interval=0.2,
             message=f"{pod.name}'s last counts ({served:g} jobs) scraped",
@@ -360,8 +365,11 @@ def monitored_run(
 
 def _served_job_counts(pod: WorkerPod) -> float:
     """The sum of ``jobqueue_jobs_total`` over the series the pod's ``/metrics`` serves now."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{pod.port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{pod.port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:  # not serving yet: nothing of it can have been scraped either
+        return 0.0
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("jobqueue_jobs_total{")
     )
